@@ -1,0 +1,64 @@
+# Aggregation stage: tables beside the papers' numbers, scaling curves, confusion matrices.
+
+
+rule table:
+    input:
+        experiment_runs,
+    output:
+        md=report(f"{R}/tables/{{experiment}}.md", caption="../workflow/report/table.rst", category="Tables"),
+        csv=f"{R}/tables/{{experiment}}.csv",
+    params:
+        spec=experiment_spec,
+    log:
+        f"{R}/logs/tables/{{experiment}}.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m ser_pipeline table --spec {params.spec:q} --out-md {output.md} --out-csv {output.csv} "
+        "{input} > {log} 2>&1"
+
+
+rule scaling_plot:
+    input:
+        experiment_runs,
+    output:
+        png=report(f"{R}/plots/{{experiment}}.png", caption="../workflow/report/scaling.rst", category="Scaling curves"),
+        svg=f"{R}/plots/{{experiment}}.svg",
+    params:
+        spec=experiment_spec,
+    log:
+        f"{R}/logs/plots/{{experiment}}.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m ser_pipeline plot --kind scaling --spec {params.spec:q} --out {output.png} --out {output.svg} "
+        "{input} > {log} 2>&1"
+
+
+rule confusion_plot:
+    input:
+        experiment_runs,
+    output:
+        report(f"{R}/plots/{{experiment}}_confusion.png", caption="../workflow/report/confusion.rst",
+               category="Confusion matrices"),
+    params:
+        spec=experiment_spec,
+    log:
+        f"{R}/logs/plots/{{experiment}}_confusion.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m ser_pipeline plot --kind confusion --spec {params.spec:q} --out {output} {input} > {log} 2>&1"
+
+
+rule summary:
+    input:
+        [f"{R}/tables/{e}.md" for e in config["experiments"]],
+    output:
+        report(f"{R}/summary.md", caption="../workflow/report/summary.rst", category="Summary"),
+    log:
+        f"{R}/logs/summary.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m ser_pipeline summary --out {output} {input} > {log} 2>&1"

@@ -1,0 +1,28 @@
+# Training stage: one job per (model, fold, data size, seed). Small jobs share the group
+# "train" so a cluster profile can bundle them (--group-components train=N).
+
+
+rule train:
+    input:
+        unpack(model_stores),
+        manifest=f"{R}/corpora/{{corpus}}/manifest.csv",
+        folds=f"{R}/corpora/{{corpus}}/folds/{{protocol}}.json",
+    output:
+        f"{R}/runs/{{corpus}}/{{protocol}}/{{model}}/n{{size}}/s{{seed}}/{{fold}}.json",
+    params:
+        spec=train_spec,
+    log:
+        f"{R}/logs/runs/{{corpus}}/{{protocol}}/{{model}}/n{{size}}/s{{seed}}/{{fold}}.log",
+    benchmark:
+        f"{R}/benchmarks/runs/{{corpus}}/{{protocol}}/{{model}}/n{{size}}/s{{seed}}/{{fold}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    group:
+        "train"
+    threads: 1
+    resources:
+        gpu=model_uses_gpu,
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python -m ser_pipeline train --spec {params.spec:q} --out {output} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,232 @@
+"""IEMOCAP (``IEMOCAP_full_release``) to the manifest.
+
+The labels live in ``Session*/dialog/EmoEvaluation/<dialog>.txt`` (one bracketed line per
+turn, followed by per-annotator lines we ignore), the words in
+``Session*/dialog/transcriptions/<dialog>.txt`` and the audio either as one file per turn
+(``sentences/wav``) or one file per dialogue (``dialog/wav``) cut by the EmoEvaluation
+times. Everything the published 4-class numbers depend on is checked here, because a
+corpus that silently lost a folder still trains and only gives slightly wrong results.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+import soundfile as sf
+
+from ser_pipeline.errors import ConfigError, CorpusError
+from ser_pipeline.manifest import normalise
+
+log = logging.getLogger(__name__)
+
+CORPUS = "iemocap"
+RELEASE_DIR = "IEMOCAP_full_release"
+ALL_LABELS = ("neu", "hap", "exc", "sad", "ang", "fru", "sur", "fea", "dis", "oth", "xxx")
+STANDARD_CLASSES = ("neu", "hap", "sad", "ang")
+
+# The standard 4-class set (neu, hap+exc, sad, ang; both modes; all five sessions) as used
+# by most IEMOCAP papers since Poria et al. / Neumann & Vu: 5531 utterances.
+STANDARD_COUNTS = {"Ses01": 1085, "Ses02": 1023, "Ses03": 1151, "Ses04": 1031, "Ses05": 1241}
+
+_SESSION_DIR = re.compile(r"^Session(\d+)$")
+_EVAL_LINE = re.compile(r"^\[\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*\]\s+(\S+)\s+(\S+)")
+_TRANS_LINE = re.compile(r"^(Ses\d+[FM]_\S+_[FM]\d+)\s*\[[^\]]*\]:\s?(.*)$")
+_UTT_ID = re.compile(r"^(Ses\d+)[FM]_\S+_([FM])\d+$")
+_DIALOG = re.compile(r"^Ses\d+[FM]_(\S+?)$")
+_AUDIO_SOURCES = ("sentences", "dialog")
+
+
+def script_id(dialog: str) -> str:
+    """The scenario a dialogue performs, shared by every session that performed it.
+
+    Rule: drop the ``SesNNX_`` prefix, then any trailing lower-case letters. IEMOCAP splits a
+    few recordings of one script/improvisation into parts (``Ses03M_impro05a``/``05b``,
+    ``Ses05M_script01_1b``); the letter names the recording part, not a different text,
+    so script-disjoint folds must treat ``script01_1b`` as ``script01_1``.
+    """
+    m = _DIALOG.match(dialog)
+    if not m:
+        raise CorpusError(f"dialogue name '{dialog}' does not look like SesNN[FM]_<name>")
+    return re.sub(r"[a-z]+$", "", m.group(1))
+
+
+def prepare_iemocap(root, audio_source: str = "sentences", merge_excited: bool = True,
+                    classes=STANDARD_CLASSES, check_standard_counts: bool = True,
+                    improvised_only: bool = False) -> pd.DataFrame:
+    """Manifest of the IEMOCAP utterances whose (mapped) majority label is in ``classes``.
+
+    ``root`` is ``IEMOCAP_full_release`` (or its parent). With ``merge_excited`` the label
+    ``exc`` becomes ``hap``. ``audio_source="dialog"`` points rows at the dialogue wavs
+    with start/end times, which avoids 10k small files on slow shared file systems.
+    """
+    classes = _check_options(audio_source, merge_excited, classes)
+    root = _find_release(Path(root))
+    sessions = _session_dirs(root)
+    rows = []
+    for session_dir in sessions.values():
+        rows.extend(_read_evaluations(session_dir, classes, merge_excited, improvised_only))
+    if not rows:
+        raise CorpusError(f"{root}: no utterance has a label in {list(classes)}")
+    _add_text(rows)
+    if audio_source == "sentences":
+        _add_sentence_audio(rows)
+    else:
+        _add_dialog_audio(rows)
+    df = pd.DataFrame(rows).drop(columns=["session_dir", "dialog"])
+    standard = (set(classes) == set(STANDARD_CLASSES) and merge_excited and not improvised_only)
+    if check_standard_counts and standard:
+        if set(sessions) == set(STANDARD_COUNTS):
+            _check_counts(df)
+        else:
+            log.warning("IEMOCAP at %s has sessions %s, not all of %s: utterance counts not checked",
+                        root, sorted(sessions), sorted(STANDARD_COUNTS))
+    return normalise(df, CORPUS)
+
+
+def _check_options(audio_source, merge_excited, classes) -> tuple[str, ...]:
+    if audio_source not in _AUDIO_SOURCES:
+        raise ConfigError(f"audio_source: '{audio_source}' is not one of {list(_AUDIO_SOURCES)}")
+    if isinstance(classes, str):
+        classes = [c.strip() for c in classes.split(",") if c.strip()]
+    classes = tuple(classes)
+    unknown = [c for c in classes if c not in ALL_LABELS]
+    if unknown or not classes:
+        raise ConfigError(f"classes: {unknown or '[]'} not IEMOCAP labels; choose from {list(ALL_LABELS)}")
+    if merge_excited and "exc" in classes:
+        raise ConfigError("classes: 'exc' listed while merge_excited is on (exc is counted as hap); "
+                          "drop 'exc' or set merge_excited: false")
+    return classes
+
+
+def _find_release(root: Path) -> Path:
+    if not root.is_dir():
+        raise CorpusError(f"{root}: IEMOCAP folder does not exist")
+    if not any(_SESSION_DIR.match(p.name) for p in root.iterdir()) and (root / RELEASE_DIR).is_dir():
+        root = root / RELEASE_DIR
+    return root.resolve()
+
+
+def _session_dirs(root: Path) -> dict[str, Path]:
+    found = {}
+    for p in sorted(root.iterdir()):
+        m = _SESSION_DIR.match(p.name)
+        if m and p.is_dir():
+            found[f"Ses{int(m.group(1)):02d}"] = p
+    if not found:
+        raise CorpusError(f"{root}: no Session1..Session5 folders; expected the {RELEASE_DIR} folder")
+    return found
+
+
+def _read_evaluations(session_dir: Path, classes, merge_excited, improvised_only) -> list[dict]:
+    eval_dir = session_dir / "dialog" / "EmoEvaluation"
+    if not eval_dir.is_dir():
+        raise CorpusError(f"{eval_dir}: EmoEvaluation folder missing")
+    rows = []
+    # Only the top-level files: Categorical/, Attribute/, Self-evaluation/ hold per-annotator
+    # copies, and macOS leaves '._Ses01...' resource forks that are not text at all.
+    for path in sorted(eval_dir.iterdir()):
+        if not path.is_file() or path.suffix != ".txt" or path.name.startswith("."):
+            continue
+        for utt, start, end, raw in _parse_evaluation(path):
+            label = "hap" if (merge_excited and raw == "exc") else raw
+            dialog = utt.rsplit("_", 1)[0]
+            mode = "improvised" if "_impro" in dialog else "scripted"
+            if label not in classes or (improvised_only and mode != "improvised"):
+                continue
+            session, letter = _UTT_ID.match(utt).groups()
+            rows.append(dict(utt_id=utt, session=session, speaker=session + letter, gender=letter,
+                             label=label, mode=mode, script=script_id(dialog), dialog=dialog,
+                             start=start, end=end, session_dir=session_dir))
+    return rows
+
+
+def _parse_evaluation(path: Path):
+    """Yield (utt_id, start, end, label) for each turn line of one EmoEvaluation file."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.startswith("["):
+            continue  # header, blank lines and the C-/A- annotator lines
+        m = _EVAL_LINE.match(line)
+        if not m:
+            raise CorpusError(f"{path}:{lineno}: cannot parse turn line {line!r}")
+        start, end, utt, label = float(m.group(1)), float(m.group(2)), m.group(3), m.group(4)
+        if not _UTT_ID.match(utt):
+            raise CorpusError(f"{path}:{lineno}: utterance id '{utt}' is not SesNN[FM]_<dialog>_[FM]NNN")
+        if label not in ALL_LABELS:
+            raise CorpusError(f"{path}:{lineno}: unknown label '{label}' (expected one of {list(ALL_LABELS)})")
+        if end <= start:
+            raise CorpusError(f"{path}:{lineno}: end {end} is not after start {start} for {utt}")
+        yield utt, start, end, label
+
+
+def _add_text(rows: list[dict]) -> None:
+    cache: dict[Path, dict[str, str]] = {}
+    for row in rows:
+        path = row["session_dir"] / "dialog" / "transcriptions" / f"{row['dialog']}.txt"
+        if path not in cache:
+            if not path.is_file():
+                raise CorpusError(f"{path}: transcription file missing (needed for {row['utt_id']})")
+            cache[path] = _parse_transcription(path)
+        if row["utt_id"] not in cache[path]:
+            raise CorpusError(f"{path}: no transcription line for {row['utt_id']}")
+        row["text"] = cache[path][row["utt_id"]]
+
+
+def _parse_transcription(path: Path) -> dict[str, str]:
+    texts = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = _TRANS_LINE.match(line.strip())
+        if m:  # overlap markers (M_/F_ ...) and MXX/FXX lines have no emotion label: skip
+            texts[m.group(1)] = m.group(2).strip()
+    return texts
+
+
+def _add_sentence_audio(rows: list[dict]) -> None:
+    missing = []
+    for row in rows:
+        path = row["session_dir"] / "sentences" / "wav" / row["dialog"] / f"{row['utt_id']}.wav"
+        row["audio_path"], row["start"], row["end"] = str(path), float("nan"), float("nan")
+        if not path.is_file():
+            missing.append(path)
+            continue
+        try:
+            info = sf.info(str(path))
+        except Exception as e:
+            raise CorpusError(f"{path}: cannot read the wav header ({e})") from None
+        row["duration"] = info.frames / info.samplerate
+    _raise_missing(missing)
+
+
+def _add_dialog_audio(rows: list[dict]) -> None:
+    missing = []
+    for row in rows:
+        path = row["session_dir"] / "dialog" / "wav" / f"{row['dialog']}.wav"
+        row["audio_path"] = str(path)
+        row["duration"] = row["end"] - row["start"]
+        if not path.is_file() and path not in missing:
+            missing.append(path)
+    _raise_missing(missing)
+
+
+def _raise_missing(missing: list[Path]) -> None:
+    if missing:
+        shown = "\n  ".join(str(p) for p in missing[:10])
+        more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise CorpusError(f"IEMOCAP: {len(missing)} wav file(s) missing:\n  {shown}{more}")
+
+
+def _check_counts(df: pd.DataFrame) -> None:
+    found = df.groupby("session").size().to_dict()
+    if found == STANDARD_COUNTS:
+        return
+    expected_total = sum(STANDARD_COUNTS.values())
+
+    def fmt(counts):
+        return ", ".join(f"{s} {counts.get(s, 0)}" for s in sorted(set(STANDARD_COUNTS) | set(counts)))
+
+    raise CorpusError(
+        f"IEMOCAP standard 4-class set: expected {expected_total} utterances ({fmt(STANDARD_COUNTS)}), "
+        f"found {len(df)} ({fmt(found)}). The corpus copy is incomplete or modified; "
+        f"pass check_standard_counts=False to use it anyway")

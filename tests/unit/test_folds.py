@@ -1,0 +1,104 @@
+import json
+
+import pandas as pd
+import pytest
+
+from ser_pipeline.errors import ConfigError, LeakageError
+from ser_pipeline.protocols.folds import (check_leakage, make_folds, read_fold_file, subsample_per_class,
+                                          write_fold_file)
+
+
+def _manifest(n_per=3):
+    rows = []
+    for s in range(1, 4):
+        for g in "FM":
+            for lab in ("neu", "hap", "sad", "ang"):
+                for k in range(n_per):
+                    mode = "improvised" if k % 2 else "scripted"
+                    rows.append({"utt_id": f"Ses0{s}{g}_{lab}{k}", "speaker": f"Ses0{s}{g}", "session": f"Ses0{s}",
+                                 "label": lab, "mode": mode, "script": "script01" if mode == "scripted" else f"impro{s}"})
+    return pd.DataFrame(rows)
+
+
+def test_leave_one_session_out_holds_out_each_session_once():
+    df = _manifest()
+    folds = make_folds(df, {"scheme": "leave_one_session_out"})
+    assert [f["test_session"] for f in folds] == ["Ses01", "Ses02", "Ses03"]
+    for f in folds:
+        assert f["val"] == []
+        assert {u[:5] for u in f["test"]} == {f["test_session"]}
+        assert f["test_session"] not in {u[:5] for u in f["train"]}
+        assert len(f["train"]) + len(f["test"]) == len(df)
+    check_leakage(folds, df)
+
+
+def test_leave_one_speaker_out_swaps_validation_and_test_speaker():
+    df = _manifest()
+    folds = make_folds(df, {"scheme": "leave_one_speaker_out"})
+    assert len(folds) == 6
+    assert [(f["test_speaker"], f["val_speaker"]) for f in folds[:2]] == [("Ses01F", "Ses01M"), ("Ses01M", "Ses01F")]
+    check_leakage(folds, df)
+
+
+def test_leaky_fold_is_rejected():
+    df = _manifest()
+    folds = make_folds(df, {"scheme": "leave_one_session_out"})
+    folds[0]["train"].append(folds[0]["test"][0].replace("Ses01F_neu0", "Ses01F_hap1"))
+    with pytest.raises(LeakageError, match="Ses01F"):
+        check_leakage(folds, df)
+
+
+def test_shared_speaker_between_validation_and_test_is_rejected():
+    df = _manifest()
+    folds = make_folds(df, {"scheme": "leave_one_speaker_out"})
+    folds[0]["val"].append(folds[0]["test"].pop())
+    with pytest.raises(LeakageError, match="val and test"):
+        check_leakage(folds, df)
+
+
+def test_script_disjoint_removes_test_scripts_from_training():
+    df = _manifest()
+    plain = make_folds(df, {"scheme": "leave_one_session_out"})
+    disjoint = make_folds(df, {"scheme": "leave_one_session_out", "script_disjoint": True})
+    scripts = dict(zip(df.utt_id, df.script))
+    assert "script01" in {scripts[u] for u in plain[0]["train"]}
+    assert "script01" not in {scripts[u] for u in disjoint[0]["train"]}
+    check_leakage(disjoint, df, script_disjoint=True)
+    with pytest.raises(LeakageError, match="scripts"):
+        check_leakage(plain, df, script_disjoint=True)
+
+
+def test_filter_keeps_only_matching_rows_and_bad_column_is_named():
+    df = _manifest()
+    folds = make_folds(df, {"scheme": "leave_one_session_out", "filter": {"mode": "improvised"}})
+    modes = dict(zip(df.utt_id, df["mode"]))
+    assert {modes[u] for f in folds for u in f["train"] + f["test"]} == {"improvised"}
+    with pytest.raises(ConfigError, match="nosuch"):
+        make_folds(df, {"scheme": "leave_one_session_out", "filter": {"nosuch": 1}})
+
+
+def test_fold_file_round_trip_records_protocol(tmp_path):
+    df = _manifest()
+    doc = write_fold_file(df, {"scheme": "leave_one_session_out"}, tmp_path / "f.json", "c", "loso")
+    back = read_fold_file(tmp_path / "f.json")
+    assert back == json.loads(json.dumps(doc))
+    assert "held-out session" in back["description"]
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_subsample_exact_counts_training_only_and_seeded():
+    df = _manifest(n_per=10)
+    fold = make_folds(df, {"scheme": "leave_one_session_out"})[0]
+    labels = dict(zip(df.utt_id, df.label))
+    train_labels = [labels[u] for u in fold["train"]]
+    a = subsample_per_class(fold["train"], train_labels, 5, seed=1)
+    b = subsample_per_class(fold["train"], train_labels, 5, seed=1)
+    c = subsample_per_class(fold["train"], train_labels, 5, seed=2)
+    assert a == b and a != c
+    assert pd.Series([labels[u] for u in a]).value_counts().to_dict() == {k: 5 for k in ("neu", "hap", "sad", "ang")}
+    assert set(a) <= set(fold["train"])
+    bigger = subsample_per_class(fold["train"], train_labels, 8, seed=1)
+    assert set(a) <= set(bigger), "sizes of one seed are nested"
+    assert subsample_per_class(fold["train"], train_labels, "full", seed=1) == sorted(fold["train"])
+    capped = subsample_per_class(fold["train"], train_labels, 10_000, seed=1)
+    assert sorted(capped) == sorted(fold["train"])
