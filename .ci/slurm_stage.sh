@@ -9,7 +9,10 @@
 # - Idempotent: packages are installed only when missing, the munge key is
 #   created only when missing; every run gets its own private state directory,
 #   its own munged (private socket) and its own free ports, so it never touches
-#   a munged/slurmctld that something else started.
+#   a munged/slurmctld that something else started.  The only global file it
+#   writes is /etc/slurm/slurm.conf (needed by srun inside jobs, see below):
+#   a foreign one is backed up and restored, and a lock makes concurrent runs
+#   on one machine wait for each other.
 # - The daemons are ALWAYS stopped (trap EXIT), by the PIDs in their pid files.
 # - The exit status is the command's exit status (124 if it hit the time
 #   limit), or 2/3 if the cluster itself could not be set up.
@@ -18,6 +21,8 @@
 #   SLURM_STAGE_TIMEOUT   limit for the command, seconds           (default 1800)
 #   SLURM_STAGE_WAIT      limit for the node to become idle, s     (default 60)
 #   SLURM_STAGE_PARTITION partition name; must match the profile   (default ci)
+#   SLURM_STAGE_CPUS      CPUs of the node                         (default nproc,
+#                         at least 2)
 #   SLURM_STAGE_MEM_MB    RealMemory of the node, MB               (default 4000,
 #                         capped at half of MemTotal)
 #   SLURM_STAGE_DIR       state/log directory (default: mktemp -d)
@@ -89,7 +94,7 @@ stop_pidfile() {  # name pidfile
         if kill -0 "$pid" 2>/dev/null; then
             log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.5
+            for i in $(seq 1 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         fi
     fi
     if kill -0 "$pid" 2>/dev/null; then
@@ -98,15 +103,16 @@ stop_pidfile() {  # name pidfile
     fi
     log "stopped $name (pid $pid)"
 }
-print_logs() {
+print_logs() {  # lines
     local f
     for f in "$D"/log/slurmctld.log "$D"/log/slurmd.log "$D"/munge/munged.log; do
         [[ -f $f ]] || continue
-        log "----- last lines of $f -----"
-        tail -n 40 "$f" >&2 || true
+        log "----- last $1 lines of $f -----"
+        tail -n "$1" "$f" >&2 || true
     done
 }
 CLEANED=0
+CLUSTER_UP=0
 cleanup() {
     local rc=$? i
     [[ $CLEANED -eq 0 ]] || return 0
@@ -131,7 +137,11 @@ cleanup() {
     elif [[ -n ${ETC_CONF:-} && -f $ETC_CONF ]] && grep -qF "$MARKER" "$ETC_CONF"; then
         rm -f "$ETC_CONF"
     fi
-    if [[ $rc -ne 0 ]]; then print_logs; fi
+    if [[ $rc -ne 0 ]]; then
+        # the cluster's own failure: the daemon logs are the story; a failed
+        # command: its output above is, the daemon logs are context only
+        if [[ $CLUSTER_UP -eq 0 ]]; then print_logs 40; else print_logs 8; fi
+    fi
     if [[ ${SLURM_STAGE_KEEP:-0} == 1 || $rc -ne 0 ]]; then
         log "state and logs kept in $D"
     else
@@ -140,9 +150,18 @@ cleanup() {
     log "stage finished with exit code $rc after $(( $(date +%s) - STAGE_T0 )) s"
     exit "$rc"
 }
+CMD_PID=""
+on_signal() {  # forward to the command (snakemake then scancels its jobs)
+    if [[ -n $CMD_PID ]]; then
+        log "signal $1: stopping the command"
+        kill -TERM "$CMD_PID" 2>/dev/null
+        wait "$CMD_PID" 2>/dev/null
+    fi
+    exit $((128 + $1))
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal 2' INT
+trap 'on_signal 15' TERM
 
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -154,7 +173,10 @@ done
 SLURMD_PORT=$((CTLD_PORT + 1))
 
 HOST=$(hostname -s)
-NCPU=$(nproc)
+# At least 2 CPUs (slurm.conf may claim more than the hardware thanks to
+# SlurmdParameters=config_overrides) so a 2-member group job always fits.
+NCPU=${SLURM_STAGE_CPUS:-$(nproc)}
+(( NCPU >= 2 )) || NCPU=2
 mem_total_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 MEM=${SLURM_STAGE_MEM_MB:-4000}
 (( MEM <= mem_total_mb / 2 )) || MEM=$((mem_total_mb / 2))
@@ -173,6 +195,7 @@ AuthType=auth/munge
 AuthInfo=socket=${MUNGE_SOCKET}
 CredType=cred/munge
 MpiDefault=none
+MailProg=/bin/true
 # no systemd / cgroups in CI containers
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -184,8 +207,6 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
-# track the GPU GRES as a TRES so squeue/scontrol show gres/gpu=N per job
-AccountingStorageTRES=gres/gpu
 # keep finished jobs visible to squeue long enough (>= 3 x the profile's
 # slurm-init-seconds-before-status-checks) for Snakemake's status checks
 MinJobAge=600
@@ -250,6 +271,10 @@ state=""
 while :; do
     state=$(sinfo -h -N -n "$HOST" -o %t 2>/dev/null | head -n 1 || true)
     [[ $state == idle ]] && break
+    for d in slurmctld:run/slurmctld.pid slurmd:run/slurmd.pid munged:munge/munged.pid; do
+        pid=$(pid_of "$D/${d#*:}")
+        [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || die 3 "${d%%:*} is not running (see its log below)"
+    done
     if (( $(date +%s) >= deadline )); then
         sinfo -N -l >&2 || true
         scontrol show node "$HOST" >&2 || true
@@ -258,21 +283,27 @@ while :; do
     sleep 1
 done
 sinfo >&2
+CLUSTER_UP=1
 log "cluster up after $(( $(date +%s) - STAGE_T0 )) s"
 
 # --------------------------------------------------------------------------
 # 4. The command
 # --------------------------------------------------------------------------
 log "running (limit ${TIMEOUT}s): $*"
+# In the background + wait, so that a TERM/INT to this script is handled at
+# once (forwarded to the command) instead of after the command has finished.
+timeout --kill-after=60 "$TIMEOUT" "$@" 9>&- &
+CMD_PID=$!
 set +e
-timeout --kill-after=60 "$TIMEOUT" "$@" 9>&-
+wait "$CMD_PID"
 cmd_rc=$?
 set -e
+CMD_PID=""
 [[ $cmd_rc -ne 124 ]] || log "ERROR: command hit the ${TIMEOUT}s limit"
 log "command exited with $cmd_rc"
 
 log "SLURM jobs of this stage:"
-squeue -t all -O 'JobID:7,State:11,TimeUsed:8,NumCPUs:5,MinMemory:7,tres-alloc:48,Comment:60' >&2 || true
+squeue -t all -O 'JobID:7,State:11,TimeUsed:8,NumCPUs:5,MinMemory:11,tres-per-job:14,Comment:50' >&2 || true
 job_ids=$(squeue -h -t all -o %i 2>/dev/null || true)
 n_jobs=$(printf '%s\n' "$job_ids" | grep -c . || true)
 n_done=$(squeue -h -t COMPLETED -o %i 2>/dev/null | grep -c . || true)

@@ -52,7 +52,7 @@ def feature_spec(wc):
 
 
 def feature_uses_gpu(wc):
-    return 0 if config["features"][wc.feature]["extractor"] == "egemaps" or config["device"] == "cpu" else 1
+    return sp.feature_uses_gpu(config, wc.feature)
 
 
 def model_stores(wc):
@@ -73,8 +73,7 @@ def train_spec(wc):
 
 
 def model_uses_gpu(wc):
-    train = config["models"][wc.model].get("train", {})
-    return 1 if train.get("gpu") and config["device"] != "cpu" else 0
+    return sp.model_uses_gpu(config, wc.model)
 
 
 def experiment_runs(wc):

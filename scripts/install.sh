@@ -38,6 +38,7 @@ if [ $want_test = 1 ]; then
     # Only the wav2vec parity test needs fairseq (the pipeline reads checkpoints itself).
     # fairseq 0.12.2 does not import on Python 3.11; the fork does, built against our torch.
     echo "install: fairseq-fixed (for the wav2vec parity test; several minutes)"
+    "$VENV/bin/pip" install -q wheel cython
     "$VENV/bin/pip" install -q --no-cache-dir --no-build-isolation fairseq-fixed==0.12.3.1
     "$VENV/bin/python" -c "import torch; assert torch.__version__.startswith('2.9.1'), torch.__version__"
     touch "$fstamp"

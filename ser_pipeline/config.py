@@ -31,10 +31,10 @@ ARCH_SOURCES = {
 }
 TRAINING_SOURCES = ["training/loop.py", "training/data.py", "training/metrics.py", "models/masking.py"]
 EXTRACTOR_SOURCES = {
-    "lld": ["features/lld.py"],
+    "lld": ["features/lld.py", "features/spectrogram.py"],
     "ma_spectrogram": ["features/spectrogram.py"],
     "log_spectrogram": ["features/spectrogram.py"],
-    "fbank_pitch": ["features/fbank_pitch.py"],
+    "fbank_pitch": ["features/fbank_pitch.py", "features/spectrogram.py"],
     "egemaps": ["features/egemaps.py"],
     "wav2vec1": ["features/wav2vec1.py"],
     "hf_ssl": ["features/hf_ssl.py"],
@@ -191,6 +191,20 @@ def feature_digest(cfg: dict, feature: str) -> str:
     f = cfg["features"][feature]
     srcs = list(EXTRACTOR_SOURCES[f["extractor"]]) + (["features/perturb.py"] if f.get("speed") else [])
     return _sha({"feature": f, "src": source_digest(srcs)})
+
+
+CPU_ONLY = {"egemaps"}
+
+
+def feature_uses_gpu(cfg: dict, feature: str) -> int:
+    """Resource request for an extraction job: 1 GPU unless it cannot use one."""
+    f = cfg["features"][feature]
+    cpu_only = f["extractor"] in CPU_ONLY or (f.get("params") or {}).get("backend") == "pyaudioanalysis"
+    return 0 if cpu_only or cfg["device"] == "cpu" else 1
+
+
+def model_uses_gpu(cfg: dict, model: str) -> int:
+    return 1 if cfg["models"][model].get("train", {}).get("gpu") and cfg["device"] != "cpu" else 0
 
 
 def corpus_digest(cfg: dict, corpus: str) -> str:

@@ -1,7 +1,8 @@
-"""Corpus loaders by name, so a config can say ``corpus: {kind: iemocap, root: ...}``.
+"""Corpus loaders by name, so a config can say ``loader: iemocap`` plus loader options.
 
 Each loader is a plain ``prepare_<corpus>(...)`` function returning the normalised manifest
-(lhotse-recipe style); adding a corpus means adding one module and one entry here.
+(lhotse-recipe style); adding a corpus means adding one module and one entry here. The demo
+corpus is not a loader: ``generate_demo_corpus`` writes an IEMOCAP tree that ``iemocap`` reads.
 """
 from __future__ import annotations
 
@@ -14,20 +15,30 @@ from ser_pipeline.corpora.demo import generate_demo_corpus, prepare_demo_corpus
 from ser_pipeline.corpora.iemocap import prepare_iemocap
 from ser_pipeline.errors import ConfigError
 
-LOADERS = {"iemocap": prepare_iemocap, "csv": prepare_csv_corpus, "demo": prepare_demo_corpus}
+LOADERS = {"iemocap": prepare_iemocap, "csv": prepare_csv_corpus}
 
 __all__ = ["LOADERS", "prepare_corpus", "prepare_iemocap", "prepare_csv_corpus",
            "prepare_demo_corpus", "generate_demo_corpus"]
 
 
-def prepare_corpus(kind: str, **options) -> pd.DataFrame:
-    """Run the loader registered as ``kind``; option mistakes become ConfigErrors, not TypeErrors."""
+def prepare_corpus(kind: str, path=None, *, corpus: str | None = None, **options) -> pd.DataFrame:
+    """Run the loader registered as ``kind``.
+
+    ``path`` is the loader's first argument (IEMOCAP root, CSV file); it may instead be given
+    by its own name in ``options``. ``corpus`` renames the manifest's corpus column to the
+    config's name for it. Option mistakes become ConfigErrors (naming the accepted options)
+    rather than TypeErrors from deep inside a Snakemake job.
+    """
     if kind not in LOADERS:
-        raise ConfigError(f"corpus kind: '{kind}' unknown; known kinds are {sorted(LOADERS)}")
+        raise ConfigError(f"corpus loader: '{kind}' unknown; known loaders are {sorted(LOADERS)}")
     loader = LOADERS[kind]
+    args = () if path is None else (path,)
     try:
-        inspect.signature(loader).bind(**options)
+        inspect.signature(loader).bind(*args, **options)
     except TypeError as e:
-        params = [p for p in inspect.signature(loader).parameters]
-        raise ConfigError(f"corpus options for kind '{kind}': {e} (accepted: {params})") from None
-    return loader(**options)
+        accepted = list(inspect.signature(loader).parameters)
+        raise ConfigError(f"options of corpus loader '{kind}': {e} (accepted: {accepted})") from None
+    df = loader(*args, **options)
+    if corpus:
+        df["corpus"] = corpus
+    return df

@@ -47,18 +47,18 @@ EXTRA_SHARE = 0.08
 
 # Prosody per class: espeak pitch (-p, 0-99), SSML pitch range (%), rate (-s, words/min),
 # amplitude (-a, 0-200). The jitters are large on purpose: classes overlap.
-CLASS_PROSODY = {"neu": (48, 90, 165, 95), "hap": (62, 145, 185, 115), "sad": (38, 55, 135, 75),
-                 "ang": (55, 125, 190, 140), "fru": (50, 110, 175, 120)}
+CLASS_PROSODY = {"neu": (47, 90, 165, 95), "hap": (65, 145, 185, 115), "sad": (35, 55, 135, 70),
+                 "ang": (57, 125, 190, 145), "fru": (50, 110, 175, 120)}
 UTTERANCE_SD = (7, 25, 15, 18)
-SPEAKER_SD = (5, 15, 12, 12)
+SPEAKER_SD = (4, 10, 8, 6)
 PROSODY_LIMITS = ((5, 95), (20, 250), (90, 280), (30, 190))
-SPEAKER_GAIN_SD_DB, UTTERANCE_GAIN_SD_DB = 2.0, 2.5
+SPEAKER_GAIN_SD_DB, UTTERANCE_GAIN_SD_DB = 1.0, 2.5
 NOISE_RMS = 3e-4  # a recording-room floor, so silences are not digital zero
 
 # Wording: share of turns carrying a phrase of their emotion, of the rest carrying a neutral
 # filler, of turns with a stray phrase of another emotion, and of scripted turns whose line
 # was written for the emotion the actor actually produced.
-P_COLOUR, P_FILLER, P_LEAK, P_ON_SCRIPT = 0.6, 0.5, 0.1, 0.8
+P_COLOUR, P_FILLER, P_LEAK, P_ON_SCRIPT = 0.65, 0.5, 0.1, 0.8
 
 VOICES = {"F": ("en-us+f1", "en+f2", "en-gb-x-rp+f3", "en-us+f4", "en-gb-scotland+f5"),
           "M": ("en-us+m1", "en+m3", "en-gb-x-rp+m2", "en-029+m4", "en-us-nyc+m6")}
@@ -120,6 +120,7 @@ def generate_demo_corpus(out_dir, seed: int = 0, utterances_per_speaker_per_clas
     exe = _espeak_exe()
     marker.unlink(missing_ok=True)
     with atomic_path(release) as tmp, ThreadPoolExecutor(max_workers=2) as pool:
+        tmp.mkdir()
         for session in dict.fromkeys(d.session for d in plan):
             _render_session(tmp, [d for d in plan if d.session == session], seed, exe, pool)
         _write_readme(tmp, params, plan, exe)
@@ -327,13 +328,14 @@ def _render_session(release: Path, dialogs: list[DemoDialog], seed: int, exe: st
 def _write_dialog(session_dir: Path, d: DemoDialog, audio: dict, seed: int) -> None:
     spans, t = [], 0
     for u in d.utterances:
-        t += int(round(u.gap_before * SAMPLE_RATE))
-        spans.append((t, t + len(audio[u.utt_id])))
+        t += _aligned(u.gap_before * SAMPLE_RATE)
+        spans.append((t, t + _aligned(len(audio[u.utt_id]))))
         t = spans[-1][1]
     rng = np.random.default_rng([seed, zlib.crc32(d.name.encode())])
     x = rng.normal(0.0, NOISE_RMS, t + int(TAIL_SECONDS * SAMPLE_RATE)).astype(np.float32)
     for u, (a, b) in zip(d.utterances, spans):
-        x[a:b] += audio[u.utt_id] * np.float32(10 ** (u.gain_db / 20))
+        y = audio[u.utt_id]
+        x[a:a + len(y)] += y * np.float32(10 ** (u.gain_db / 20))
     x = np.clip(x, -0.99, 0.99)
     write_audio(session_dir / "dialog" / "wav" / f"{d.name}.wav", x)
     evaluation = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
@@ -347,6 +349,13 @@ def _write_dialog(session_dir: Path, d: DemoDialog, audio: dict, seed: int) -> N
     (session_dir / "dialog" / "EmoEvaluation" / f"{d.name}.txt").write_text("\n".join(evaluation) + "\n")
     (session_dir / "dialog" / "transcriptions").mkdir(parents=True, exist_ok=True)
     (session_dir / "dialog" / "transcriptions" / f"{d.name}.txt").write_text("\n".join(transcript) + "\n")
+
+
+def _aligned(samples: float) -> int:
+    """Round up to whole 0.5 ms, so the 4-decimal EmoEvaluation times are exact sample
+    positions and dialog-mode cuts equal the sentence wavs bit for bit."""
+    step = SAMPLE_RATE // 2000
+    return int(np.ceil(round(samples) / step)) * step
 
 
 _CATEGORY = {"neu": "Neutral", "hap": "Happiness", "exc": "Excited", "sad": "Sadness",

@@ -20,7 +20,51 @@ from ser_pipeline.features.checksum import dir_checksum
 
 SAMPLE_RATE = 16000
 _KNOWN = {"model", "revision", "layer", "layer_reduce", "dtype", "do_normalize", "max_chunk_seconds",
-          "chunk_context_seconds", "max_batch_seconds"}
+          "chunk_context_seconds", "max_batch_seconds", "seed", "random_init_size"}
+_RANDOM_ONLY = ("seed", "random_init_size")
+RANDOM_PREFIX = "random-init:"
+RANDOM_FAMILIES = ("wav2vec2", "hubert", "wavlm")
+RANDOM_SIZES = ("small", "base")
+
+# A third of the base models' width and depth (half their conv channels): small enough for the offline
+# demo on two CPU cores, yet the same conv feature encoder (kernels, strides, group norm of the
+# base models), so frame grid, receptive field and the batching rules are exactly the real ones.
+SMALL_ARCH: dict = {
+    "hidden_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 1024,
+    "conv_dim": (256,) * 7,
+    "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
+    "conv_stride": (5, 2, 2, 2, 2, 2, 2),
+    "feat_extract_norm": "group",
+    "do_stable_layer_norm": False,
+}
+
+
+def _family_classes(family: str):
+    import transformers as tf
+    names = {"wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model"),
+             "hubert": ("HubertConfig", "HubertModel"),
+             "wavlm": ("WavLMConfig", "WavLMModel")}[family]
+    cfg_cls, model_cls = (getattr(tf, n, None) for n in names)
+    if cfg_cls is None or model_cls is None:
+        raise ConfigError(f"hf_ssl: transformers {tf.__version__} has no {family} model")
+    return cfg_cls, model_cls
+
+
+def build_random_model(family: str, size: str, seed: int):
+    """A randomly initialised model of ``family``, identical for identical (family, size, seed).
+
+    The weights come from transformers' own initialisation, run under a forked RNG seeded with
+    ``seed`` so that building one leaves the caller's global random state untouched.
+    """
+    cfg_cls, model_cls = _family_classes(family)
+    cfg = cfg_cls(**SMALL_ARCH) if size == "small" else cfg_cls()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(cfg)
+    return model
 
 
 def parse_layers(value, n_hidden: int, who: str) -> list[int]:
@@ -91,12 +135,20 @@ def _conv_out_len(n: int, kernels, strides) -> int:
 class HFSelfSupervised(Extractor):
     """Frame-level hidden states of a wav2vec 2.0 / HuBERT / WavLM checkpoint (20 ms frames).
 
-    Config: ``model`` (hub id or local folder), ``revision``, ``layer`` (int or list; indexes
+    Config: ``model`` (hub id, local folder, or ``random-init:<family>`` with family wav2vec2 |
+    hubert | wavlm), ``revision``, ``layer`` (int or list; indexes
     transformers' ``hidden_states``: 0 is the input to the first transformer layer), ``layer_reduce``
     (mean | concat for lists), ``dtype`` (float32 | float16; float16 only on CUDA, via autocast so
     that norms and softmax stay in float32), ``do_normalize`` (used only when the model has no
-    preprocessor_config.json), ``max_chunk_seconds`` (null = whole utterances),
-    ``chunk_context_seconds`` (default 2.0), ``max_batch_seconds`` (padded audio per pass, default 80).
+    preprocessor_config.json; random-init models default to false), ``max_chunk_seconds`` (null =
+    whole utterances), ``chunk_context_seconds`` (default 2.0), ``max_batch_seconds`` (padded audio
+    per pass, default 80); for random-init models only: ``seed`` (default 0) and
+    ``random_init_size`` (small: 256 hidden, 4 layers, for CPU demos; base: the family's default
+    config, i.e. base-model shapes and cost).
+
+    Random-init models exist because no weights can be downloaded on the build machines: they
+    let the whole pipeline run, and let throughput be measured, without pretending to be a
+    pretrained model; ``info()`` marks them ``random_init: true`` so reports can say so.
 
     Batching: models with ``feat_extract_norm == "group"`` (wav2vec2-base, HuBERT-base) normalise
     each conv channel over the whole input, so padding would leak into every frame; they are run
@@ -135,11 +187,19 @@ class HFSelfSupervised(Extractor):
         if self.layer_reduce not in ("mean", "concat"):
             raise ConfigError(f"hf_ssl: layer_reduce must be mean or concat, got {self.layer_reduce!r}")
 
-        load_from = os.path.expanduser(self.ref) if is_local(self.ref) else self.ref
-        try:
-            self.model = AutoModel.from_pretrained(load_from, revision=self.revision)
-        except OSError as e:
-            raise ConfigError(f"hf_ssl: cannot load model {self.ref!r}: {e}") from e
+        self.random_init = self.ref.startswith(RANDOM_PREFIX)
+        if self.random_init:
+            self._build_random()
+        else:
+            given = [k for k in _RANDOM_ONLY if k in self.config]
+            if given:
+                raise ConfigError(f"hf_ssl: {', '.join(given)}: applies only to model 'random-init:<family>', "
+                                  f"not to {self.ref!r}")
+            load_from = os.path.expanduser(self.ref) if is_local(self.ref) else self.ref
+            try:
+                self.model = AutoModel.from_pretrained(load_from, revision=self.revision)
+            except OSError as e:
+                raise ConfigError(f"hf_ssl: cannot load model {self.ref!r}: {e}") from e
         cfg = self.model.config
         if not hasattr(cfg, "conv_stride") or not hasattr(cfg, "conv_kernel"):
             raise ConfigError(f"hf_ssl: {self.ref!r} ({type(self.model).__name__}) is not a conv-feature "
@@ -155,7 +215,7 @@ class HFSelfSupervised(Extractor):
         n_cat = len(self.layers) if self.layer_reduce == "concat" else 1
         self._dim = cfg.hidden_size * n_cat
 
-        pre = _read_preprocessor(self.ref, self.revision)
+        pre = None if self.random_init else _read_preprocessor(self.ref, self.revision)
         if pre is not None and "do_normalize" in pre:
             if "do_normalize" in self.config and bool(self.config["do_normalize"]) != bool(pre["do_normalize"]):
                 raise ConfigError(
@@ -164,7 +224,10 @@ class HFSelfSupervised(Extractor):
             self.do_normalize = bool(pre["do_normalize"])
             self._normalize_source = "preprocessor_config"
         else:
-            self.do_normalize = bool(self.config.get("do_normalize", True))
+            # Random-init models have no preprocessor_config.json to ask. Their first conv layer
+            # has no bias and is followed by a group norm over the utterance, which removes the
+            # input's offset and scale anyway, so normalising first would change next to nothing.
+            self.do_normalize = bool(self.config.get("do_normalize", not self.random_init))
             self._normalize_source = "config" if "do_normalize" in self.config else "default"
 
         self.max_chunk_seconds = self.config.get("max_chunk_seconds")
@@ -179,7 +242,27 @@ class HFSelfSupervised(Extractor):
                     f"hf_ssl: max_chunk_seconds={self.max_chunk_seconds} leaves no room for "
                     f"2 x chunk_context_seconds={self.context_seconds}; raise the first or lower the second")
             self._ctx_frames, self._core_frames = ctx, core
-        self._provenance = model_provenance(self.ref, self.revision)
+        if self.random_init:
+            self._provenance = {"random_init": True, "model_checksum": self.checkpoint_id}
+        else:
+            self._provenance = model_provenance(self.ref, self.revision)
+
+    def _build_random(self) -> None:
+        family = self.ref[len(RANDOM_PREFIX):]
+        if family not in RANDOM_FAMILIES:
+            raise ConfigError(f"hf_ssl: unknown random-init family {family!r} in model {self.ref!r}; "
+                              f"known: {', '.join(RANDOM_FAMILIES)}")
+        if self.revision is not None:
+            raise ConfigError(f"hf_ssl: revision does not apply to {self.ref!r} (no hub model)")
+        size = self.config.get("random_init_size", "small")
+        if size not in RANDOM_SIZES:
+            raise ConfigError(f"hf_ssl: random_init_size must be one of {', '.join(RANDOM_SIZES)}, got {size!r}")
+        seed = self.config.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ConfigError(f"hf_ssl: seed must be an int, got {seed!r}")
+        self.family, self.size, self.seed = family, size, int(seed)
+        self.model = build_random_model(family, size, self.seed)
+        self.checkpoint_id = f"{RANDOM_PREFIX}{family}:{size}:seed={self.seed}"
 
     @property
     def dim(self) -> int:

@@ -18,10 +18,12 @@ import torch
 from ser_pipeline.errors import AudioError, ConfigError
 from ser_pipeline.features.base import Extractor, register
 
-# Elements of the widest per-frame intermediate a chunk may hold (about 32 MB in float64).
-# Chunking along time keeps memory flat for hour-long inputs; the value is large enough
-# that per-chunk overhead is negligible for ordinary utterances.
-CHUNK_ELEMENTS = 1 << 22
+# Elements of the widest per-frame intermediate a chunk may hold (8 MB in float64).
+# Chunking along time keeps memory flat for hour-long inputs. It is also faster on CPU than
+# one big chunk: intermediates of a few MB stay in cache and avoid the page faults that
+# freshly mapped tens-of-MB tensors cost, while a few hundred frames per chunk keep the
+# per-operation overhead negligible (measured: 2**20 beat both 2**16 and 2**22 by ~2x).
+CHUNK_ELEMENTS = 1 << 20
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -115,6 +117,12 @@ def versions(*packages: str) -> dict:
 # ------------------------------------------------------------------------ extractors
 class _LogSpectrogram(Extractor):
     """Shared STFT -> log spectrum code; subclasses only change the defaults.
+
+    params: win, hop (seconds); n_fft (DFT points, >= the window in samples; the frame is
+    zero-padded to it); fmax (Hz, keep bins below it; null keeps all n_fft/2+1); window
+    "hamming" | "hann" | "rectangular" (symmetric); power 1 (magnitude) | 2 (power);
+    log "db" (10*log10(max(S, floor))) | "ln" (ln(S + floor)); floor; peak_normalize
+    (divide each utterance by its maximum absolute sample first).
 
     Frames are taken with an explicit unfold rather than ``torch.stft`` because the papers
     zero-pad a short window to a long DFT (640 -> 1600 points); ``torch.stft`` would take

@@ -448,6 +448,10 @@ def load_wav2vec1(path) -> tuple[Wav2Vec1, dict]:
                               f"{getattr(v, 'shape', type(v).__name__)}, expected {tuple(wanted[k].shape)}")
     model.load_state_dict({k: v.float() for k, v in ours.items()})
     model.eval()
+    if stand_ins:
+        log.info("%s: read without executing pickled classes %s", path, ", ".join(stand_ins))
+    if defaulted:
+        log.warning("%s: args lack %s; using fairseq 0.12 defaults", path, ", ".join(defaulted))
     info = {"defaulted_args": defaulted, "stand_ins": stand_ins}
     return model, info
 
@@ -551,6 +555,8 @@ the first conv layer alone holds 512 x 3200 floats per second of audio).
         with torch.inference_mode():
             for n, idx in by_len.items():
                 per_pass = max(1, int(self.max_batch_seconds * SAMPLE_RATE) // n)
+                if self.model.arch.aggregator == "gru":
+                    per_pass = 1  # that GRU runs the batch axis as time: partners would leak
                 for s in range(0, len(idx), per_pass):
                     part = idx[s:s + per_pass]
                     batch = torch.from_numpy(np.stack([wavs[i] for i in part])).to(self.device)

@@ -70,10 +70,14 @@ def confusion_markdown(exp: dict, runs: list[dict]) -> str:
                   "|---|" + "---|" * len(classes)]
         lines += [f"| {c} | " + " | ".join(f"{v:.1f}" for v in row) + " |" for c, row in zip(classes, pct)]
         if label in ref.get("tables", {}):
-            pc = ref["classes"]
+            paper = np.array(ref["tables"][label], dtype=float)
+            pc = list(ref["classes"])
+            if set(pc) == set(classes):  # show the paper's matrix in our class order
+                perm = [pc.index(c) for c in classes]
+                paper, pc = paper[np.ix_(perm, perm)], list(classes)
             lines += ["", f"### {label}, paper ({ref['source']})", "",
                       "| actual \\ predicted | " + " | ".join(pc) + " |", "|---|" + "---|" * len(pc)]
-            lines += [f"| {c} | " + " | ".join(f"{v:g}" for v in row) + " |" for c, row in zip(pc, ref["tables"][label])]
+            lines += [f"| {c} | " + " | ".join(f"{v:g}" for v in row) + " |" for c, row in zip(pc, paper)]
         lines.append("")
     return "\n".join(lines)
 

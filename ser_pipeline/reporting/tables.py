@@ -33,10 +33,10 @@ def feature_notes(runs: list[dict]) -> list[str]:
             name = meta.get("extractor")
             if info.get("random_init"):
                 notes[name] = (f"`{name}` features come from a RANDOMLY INITIALISED model "
-                               f"({info.get('checksum', info.get('weights', 'random-init'))}), not pretrained weights")
-            model = info.get("model") or info.get("model_path")
-            if name == "bert" and model:
-                notes[name] = f"`bert` features come from `{model}`"
+                               f"({info.get('model_checksum', 'random-init')}), not pretrained weights: "
+                               f"its numbers show the pipeline works, not what wav2vec can do")
+            elif info.get("model"):
+                notes[name] = f"`{name}` features come from `{info['model']}` ({info.get('model_checksum', '')})"
     return sorted(notes.values())
 
 

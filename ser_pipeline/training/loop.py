@@ -33,6 +33,7 @@ TRAIN_DEFAULTS = {
     "select_on_val": False,     # pick the epoch by validation UA (needs a validation part)
     "gpu": False,               # ask the scheduler for a GPU (resources: gpu=1)
     "max_frames": None,         # crop frames per utterance at training time (None: keep all)
+    "pool_frames": {},          # {stream: k}: average every k consecutive frames (a CPU-budget knob)
 }
 
 
@@ -42,6 +43,18 @@ def train_spec_defaults(train: dict | None) -> dict:
     if unknown:
         raise ConfigError(f"models.*.train: unknown keys {sorted(unknown)}; allowed: {sorted(TRAIN_DEFAULTS)}")
     return {**TRAIN_DEFAULTS, **train}
+
+
+def average_frames(a: np.ndarray, k: int) -> np.ndarray:
+    """Mean of every k consecutive frames; the last, shorter window averages what it has."""
+    if k <= 1 or len(a) == 0:
+        return a
+    n = len(a)
+    full = (n // k) * k
+    out = a[:full].reshape(-1, k, a.shape[1]).mean(axis=1)
+    if full < n:
+        out = np.concatenate([out, a[full:].mean(axis=0, keepdims=True)])
+    return out.astype(np.float32, copy=False)
 
 
 def _segment(streams: dict[str, list[np.ndarray]], labels: np.ndarray, frames: int):
@@ -62,7 +75,6 @@ def _segment(streams: dict[str, list[np.ndarray]], labels: np.ndarray, frames: i
 def _predict(model, streams, device, batch_size=32) -> np.ndarray:
     model.eval()
     n = len(next(iter(streams.values())))
-    out = np.zeros((n, 0), dtype=np.float32)
     chunks = []
     order = length_buckets([len(a) for a in next(iter(streams.values()))], batch_size, None)
     with torch.no_grad():
@@ -110,13 +122,20 @@ def run_training(spec: dict) -> dict:
 
     train_ids = subsample_per_class(fold["train"], [label_of[u] for u in fold["train"]], spec["size"], seed)
     parts = {"train": train_ids, "val": fold["val"], "test": fold["test"]}
-    data = {p: Streams(spec["stores"], ids) for p, ids in parts.items() if ids}
+    # One bulk read per store for the whole fold, then split: the parts interleave in the store.
+    every = Streams(spec["stores"], [u for ids in parts.values() for u in ids])
+    bounds = np.cumsum([0] + [len(ids) for ids in parts.values()])
+    data = {p: every.subset(range(bounds[i], bounds[i + 1])) for i, (p, ids) in enumerate(parts.items()) if ids}
     labels = {p: np.array([classes.index(label_of[u]) for u in ids]) for p, ids in parts.items() if ids}
 
     arrays = {p: dict(d.data) for p, d in data.items()}
     if train_cfg["max_frames"]:
         mf = int(train_cfg["max_frames"])
         arrays = {p: {s: [a[:mf] for a in v] for s, v in d.items()} for p, d in arrays.items()}
+    for stream, k in (train_cfg["pool_frames"] or {}).items():
+        if stream not in spec["stores"]:
+            raise ConfigError(f"models.{spec['model_name']}.train.pool_frames: no input stream '{stream}'")
+        arrays = {p: {**d, stream: [average_frames(a, int(k)) for a in d[stream]]} for p, d in arrays.items()}
     if train_cfg["normalize"] == "zscore":
         for stream in spec["stores"]:
             stats = zscore_stats(arrays["train"][stream])
@@ -161,7 +180,7 @@ def run_training(spec: dict) -> dict:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         entry = {"epoch": epoch, "train_loss": total / n}
         if "val" in arrays:
             val = _evaluate(model, arrays["val"], labels["val"], classes, device, seg_frames)
