@@ -20,6 +20,15 @@ include: "rules/aggregate.smk"
 report: "workflow/report/workflow.rst"
 
 
+# Aggregation is seconds of work: on a cluster it runs on the submitting node.
+localrules:
+    all,
+    table,
+    scaling_plot,
+    confusion_plot,
+    summary,
+
+
 rule all:
     input:
         all_outputs(config),

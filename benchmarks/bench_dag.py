@@ -37,7 +37,7 @@ def main() -> None:
                 sys.exit(proc.stdout + proc.stderr)
             m = re.search(r"^total\s+(\d+)", proc.stdout + proc.stderr, flags=re.M)
             jobs = int(m.group(1)) if m else None
-            stats = (proc.stdout + proc.stderr).split("Job stats:")[-1].strip()
+            stats = (proc.stdout + proc.stderr).split("Job stats:")[-1].split("Reasons:")[0].strip()
     print(f"config: {args.config}")
     print(stats)
     print(f"dry-run wall time: min {min(times):.2f} s, max {max(times):.2f} s over {args.repeats} runs "

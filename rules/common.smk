@@ -82,4 +82,4 @@ def experiment_runs(wc):
 
 def experiment_spec(wc):
     exp = config["experiments"][wc.experiment]
-    return json.dumps({"name": wc.experiment, "experiment": exp}, sort_keys=True)
+    return json.dumps({"name": wc.experiment, "experiment": exp, "digest": sp.reporting_digest()}, sort_keys=True)

@@ -130,7 +130,8 @@ def n_sessions(cfg: dict, corpus: str) -> int:
 def fold_names(cfg: dict, corpus: str, protocol: str) -> list[str]:
     """Fold ids are known before the data is read, so a dry run shows every job."""
     k = n_sessions(cfg, corpus)
-    if cfg["protocols"][protocol]["scheme"] == "leave_one_speaker_out":
+    spec = cfg["protocols"][protocol]
+    if spec["scheme"] == "leave_one_speaker_out" and spec.get("swap_validation", True):
         k *= 2
     return [f"f{i:02d}" for i in range(1, k + 1)]
 
@@ -205,6 +206,14 @@ def feature_uses_gpu(cfg: dict, feature: str) -> int:
 
 def model_uses_gpu(cfg: dict, model: str) -> int:
     return 1 if cfg["models"][model].get("train", {}).get("gpu") and cfg["device"] != "cpu" else 0
+
+
+REPORTING_SOURCES = ["reporting/tables.py", "reporting/plots.py", "reporting/paper.py", "data/paper_results.yaml"]
+
+
+def reporting_digest() -> str:
+    """Tables and plots are cheap: any change to how they are drawn redraws them all."""
+    return source_digest(REPORTING_SOURCES)
 
 
 def corpus_digest(cfg: dict, corpus: str) -> str:

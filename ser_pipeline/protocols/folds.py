@@ -25,6 +25,9 @@ SCHEMES = {
 def describe(spec: dict) -> str:
     """A one-line statement of the protocol for table headers and result files."""
     text = SCHEMES[spec["scheme"]]
+    if spec["scheme"] == "leave_one_speaker_out" and not spec.get("swap_validation", True):
+        text = ("train on all other sessions; of the held-out session the first speaker (sorted id) is the "
+                "validation set and the second the test set (1 fold per session)")
     if spec.get("filter"):
         text += "; only utterances with " + ", ".join(f"{k}={v}" for k, v in spec["filter"].items())
     if spec.get("script_disjoint"):
@@ -66,7 +69,9 @@ def make_folds(df: pd.DataFrame, spec: dict) -> list[dict]:
         if len(speakers) != 2:
             raise ConfigError(f"leave_one_speaker_out needs exactly 2 speakers per session; "
                               f"session {sess} has {speakers}")
-        for test_spk in speakers:
+        # swap_validation: each speaker is tested once (2 folds per session); without it the
+        # second speaker (M in IEMOCAP's sorted order) is tested and the first validates.
+        for test_spk in (speakers if spec.get("swap_validation", True) else speakers[1:]):
             val_spk = [s for s in speakers if s != test_spk][0]
             folds.append({"name": f"f{len(folds) + 1:02d}", "test_session": sess, "test_speaker": test_spk,
                           "val_speaker": val_spk, "train": _ids(train),

@@ -53,6 +53,8 @@ def test_cross_references_are_checked(cfg):
 def test_fold_names_follow_the_scheme(cfg):
     cfg = sp.validate(cfg)
     assert sp.fold_names(cfg, "demo", "loso_session") == ["f01", "f02", "f03", "f04", "f05"]
+    assert len(sp.fold_names(cfg, "demo", "loso_speaker_improvised")) == 5  # swap_validation: false
+    cfg["protocols"]["loso_speaker_improvised"]["swap_validation"] = True
     assert len(sp.fold_names(cfg, "demo", "loso_speaker_improvised")) == 10
 
 

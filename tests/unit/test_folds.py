@@ -102,3 +102,11 @@ def test_subsample_exact_counts_training_only_and_seeded():
     assert subsample_per_class(fold["train"], train_labels, "full", seed=1) == sorted(fold["train"])
     capped = subsample_per_class(fold["train"], train_labels, 10_000, seed=1)
     assert sorted(capped) == sorted(fold["train"])
+
+
+def test_leave_one_speaker_out_without_swap_tests_the_second_speaker_only():
+    df = _manifest()
+    folds = make_folds(df, {"scheme": "leave_one_speaker_out", "swap_validation": False})
+    assert [(f["test_speaker"], f["val_speaker"]) for f in folds] == [
+        ("Ses01M", "Ses01F"), ("Ses02M", "Ses02F"), ("Ses03M", "Ses03F")]
+    check_leakage(folds, df)
