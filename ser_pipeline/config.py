@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -197,15 +198,29 @@ def feature_digest(cfg: dict, feature: str) -> str:
 CPU_ONLY = {"egemaps"}
 
 
+def gpus_requested(cfg: dict) -> bool:
+    """Whether GPU-capable jobs should ask the scheduler for a GPU.
+
+    ``device: cuda`` always does (a cluster's login node may have none while its GPU nodes
+    do); ``auto`` does when this machine has an NVIDIA driver, so on a CPU-only machine the
+    GPU-capable jobs are not serialised behind a ``gpu=1`` resource they will never use.
+    """
+    if cfg["device"] == "cpu":
+        return False
+    if cfg["device"].startswith("cuda"):
+        return True
+    return Path("/dev/nvidiactl").exists() or bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
 def feature_uses_gpu(cfg: dict, feature: str) -> int:
     """Resource request for an extraction job: 1 GPU unless it cannot use one."""
     f = cfg["features"][feature]
     cpu_only = f["extractor"] in CPU_ONLY or (f.get("params") or {}).get("backend") == "pyaudioanalysis"
-    return 0 if cpu_only or cfg["device"] == "cpu" else 1
+    return 0 if cpu_only or not gpus_requested(cfg) else 1
 
 
 def model_uses_gpu(cfg: dict, model: str) -> int:
-    return 1 if cfg["models"][model].get("train", {}).get("gpu") and cfg["device"] != "cpu" else 0
+    return 1 if cfg["models"][model].get("train", {}).get("gpu") and gpus_requested(cfg) else 0
 
 
 REPORTING_SOURCES = ["reporting/tables.py", "reporting/plots.py", "reporting/paper.py", "data/paper_results.yaml"]

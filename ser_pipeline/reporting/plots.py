@@ -22,7 +22,7 @@ IEMOCAP_FULL_PER_CLASS = 5531 * 4 / 5 / 4  # the training part of a 5-fold split
 def scaling_plot(exp_name: str, exp: dict, runs: list[dict], out_png: str, out_svg: str) -> None:
     plt = _plt()
     metric = exp.get("metrics", ["UA"])[0]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     for model, label in exp["models"].items():
         rs = [r for r in runs if r["model"] == model]
         sizes = sorted({str(r["size_per_class"]) for r in rs}, key=lambda s: (s == "full", int(s) if s != "full" else 0))
@@ -46,7 +46,7 @@ def scaling_plot(exp_name: str, exp: dict, runs: list[dict], out_png: str, out_s
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(exp.get("title", exp_name), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a point
     fig.tight_layout()
     for out in (out_png, out_svg):
         with atomic_path(out) as tmp:

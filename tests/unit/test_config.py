@@ -79,3 +79,14 @@ def test_source_digest_tracks_file_content(tmp_path, monkeypatch):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nothere.yaml"):
         sp.load_config(tmp_path / "nothere.yaml")
+
+
+def test_gpu_requests_follow_the_device_setting(cfg, monkeypatch):
+    cfg = sp.validate(cfg)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    cfg["device"] = "cuda"
+    assert sp.model_uses_gpu(cfg, "ma_variable") == 1 and sp.feature_uses_gpu(cfg, "wav2vec") == 1
+    assert sp.feature_uses_gpu(cfg, "egemaps") == 0, "egemaps runs on the CPU"
+    assert sp.model_uses_gpu(cfg, "mean_pool_lld") == 0, "not flagged gpu in its train section"
+    cfg["device"] = "cpu"
+    assert sp.model_uses_gpu(cfg, "ma_variable") == 0 and sp.feature_uses_gpu(cfg, "wav2vec") == 0
