@@ -18,10 +18,6 @@ import numpy as np
 from ser_pipeline.store import FeatureStore, write_store
 
 
-def drop_caches_hint() -> str:
-    return "warm page cache (both read the same way after a warm-up read)"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=1000)
@@ -65,7 +61,7 @@ def main() -> None:
             res[name] = min(ts)
         size = sum(f.stat().st_size for f in (tmp / "s.zarr").rglob("*") if f.is_file()) / 1e9
     print(f"{args.n} utterances x ~{args.frames} frames x {args.dim} dims float32 = {gb:.2f} GB "
-          f"(store on disk {size:.2f} GB, written in {t_write:.1f} s); {drop_caches_hint()}; cpus={os.cpu_count()}")
+          f"(store on disk {size:.2f} GB, written in {t_write:.1f} s); warm page cache (both read the same way after a warm-up read); cpus={os.cpu_count()}")
     for name, t in res.items():
         print(f"{name:12s} read all: {t:.3f} s  ({gb / t:.2f} GB/s)")
     print(f"ratio store/npy time: {res['zarr store'] / res['plain .npy']:.2f}x")

@@ -73,17 +73,12 @@ def prepare(spec, out):
 @click.option("--out", required=True, type=click.Path())
 def folds(manifest, spec, out):
     """Write a protocol's fold file, refusing any speaker leakage."""
-    from ser_pipeline.errors import CorpusError
     from ser_pipeline.manifest import read_manifest
     from ser_pipeline.protocols.folds import write_fold_file
 
     s = _spec(spec)
-    doc = write_fold_file(read_manifest(manifest), s["protocol_spec"], out, s["corpus"], s["protocol"])
-    if s.get("expected_folds") is not None and len(doc["folds"]) != s["expected_folds"]:
-        import os
-        os.unlink(out)
-        raise CorpusError(f"{manifest}: protocol {s['protocol']} gives {len(doc['folds'])} folds but the job graph "
-                          f"expects {s['expected_folds']} (set corpora.{s['corpus']}.n_sessions)")
+    doc = write_fold_file(read_manifest(manifest), s["protocol_spec"], out, s["corpus"], s["protocol"],
+                          expected_folds=s.get("expected_folds"))
     for f in doc["folds"]:
         click.echo(f"{f['name']}: test {f.get('test_speaker') or f['test_session']} "
                    f"train {len(f['train'])} val {len(f['val'])} test {len(f['test'])}")
@@ -132,18 +127,10 @@ def train(spec, out, threads):
 @click.argument("runs", nargs=-1, type=click.Path(exists=True))
 def table(spec, out_md, out_csv, runs):
     """Aggregate run JSONs into a Markdown + CSV table beside the paper's numbers."""
-    from ser_pipeline.atomic import write_text
-    from ser_pipeline.reporting.plots import confusion_markdown
-    from ser_pipeline.reporting.tables import build_table, load_runs
+    from ser_pipeline.reporting.tables import write_table
 
     s = _spec(spec)
-    loaded = load_runs(list(runs))
-    md, df = build_table(s["name"], s["experiment"], loaded, s.get("corpus_info", ""))
-    if s["experiment"].get("confusion"):
-        md += "\n" + confusion_markdown(s["experiment"], loaded)
-    write_text(out_csv, df.to_csv(index=False))
-    write_text(out_md, md)
-    click.echo(md)
+    click.echo(write_table(s["name"], s["experiment"], list(runs), out_md, out_csv, s.get("corpus_info", "")))
 
 
 @main.command()

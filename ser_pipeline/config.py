@@ -229,7 +229,3 @@ REPORTING_SOURCES = ["reporting/tables.py", "reporting/plots.py", "reporting/pap
 def reporting_digest() -> str:
     """Tables and plots are cheap: any change to how they are drawn redraws them all."""
     return source_digest(REPORTING_SOURCES)
-
-
-def corpus_digest(cfg: dict, corpus: str) -> str:
-    return _sha(cfg["corpora"][corpus])

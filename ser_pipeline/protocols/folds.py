@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ser_pipeline.atomic import write_json
-from ser_pipeline.errors import ConfigError, LeakageError
+from ser_pipeline.errors import ConfigError, CorpusError, LeakageError
 
 SCHEMES = {
     "leave_one_session_out": "train on all other sessions, test on the held-out session, no validation set",
@@ -105,8 +105,13 @@ def check_leakage(folds: list[dict], df: pd.DataFrame, script_disjoint: bool = F
                 raise LeakageError(f"fold {fold['name']}: scripts {sorted(tr & te)[:3]} in both train and test")
 
 
-def write_fold_file(df: pd.DataFrame, spec: dict, path, corpus: str, protocol: str) -> dict:
+def write_fold_file(df: pd.DataFrame, spec: dict, path, corpus: str, protocol: str,
+                    expected_folds: int | None = None) -> dict:
+    """Checks run before anything is written, so a refused split never leaves a file behind."""
     folds = make_folds(df, spec)
+    if expected_folds is not None and len(folds) != expected_folds:
+        raise CorpusError(f"corpus {corpus}: protocol {protocol} gives {len(folds)} folds but the job graph "
+                          f"expects {expected_folds} (set corpora.{corpus}.n_sessions)")
     check_leakage(folds, df, bool(spec.get("script_disjoint")))
     doc = {
         "corpus": corpus,

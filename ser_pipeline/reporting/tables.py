@@ -111,8 +111,14 @@ def build_table(exp_name: str, exp: dict, runs: list[dict], corpus_info: str = "
 
 
 def write_table(exp_name: str, exp: dict, run_paths: list[str], out_md: str, out_csv: str,
-                corpus_info: str = "") -> None:
+                corpus_info: str = "") -> str:
+    """The experiment's Markdown (with confusion matrices where asked) and CSV; returns the Markdown."""
+    from ser_pipeline.reporting.plots import confusion_markdown
+
     runs = load_runs(run_paths)
     md, df = build_table(exp_name, exp, runs, corpus_info)
+    if exp.get("confusion"):
+        md += "\n" + confusion_markdown(exp, runs)
     write_text(out_csv, df.to_csv(index=False))
     write_text(out_md, md)
+    return md

@@ -110,3 +110,12 @@ def test_leave_one_speaker_out_without_swap_tests_the_second_speaker_only():
     assert [(f["test_speaker"], f["val_speaker"]) for f in folds] == [
         ("Ses01M", "Ses01F"), ("Ses02M", "Ses02F"), ("Ses03M", "Ses03F")]
     check_leakage(folds, df)
+
+
+def test_unexpected_fold_count_is_refused_before_anything_is_written(tmp_path):
+    from ser_pipeline.errors import CorpusError
+
+    with pytest.raises(CorpusError, match="expects 5"):
+        write_fold_file(_manifest(), {"scheme": "leave_one_session_out"}, tmp_path / "f.json", "c", "loso",
+                        expected_folds=5)
+    assert list(tmp_path.iterdir()) == []
