@@ -1,24 +1,34 @@
 """Corpus loaders by name, so a config can say ``loader: iemocap`` plus loader options.
 
 Each loader is a plain ``prepare_<corpus>(...)`` function returning the normalised manifest
-(lhotse-recipe style); adding a corpus means adding one module and one entry here. The demo
-corpus is not a loader: ``generate_demo_corpus`` writes an IEMOCAP tree that ``iemocap`` reads.
+(lhotse-recipe style); adding a corpus means adding one module and one entry in
+:data:`LOADERS`. Modules are imported only when their loader runs, so a manifest job's code
+digest covers only the loader it uses. The demo corpus is not a loader:
+``generate_demo_corpus`` writes an IEMOCAP tree that ``iemocap`` reads.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 
 import pandas as pd
 
-from ser_pipeline.corpora.csv_corpus import prepare_csv_corpus
-from ser_pipeline.corpora.demo import generate_demo_corpus, prepare_demo_corpus
-from ser_pipeline.corpora.iemocap import prepare_iemocap
 from ser_pipeline.errors import ConfigError
 
-LOADERS = {"iemocap": prepare_iemocap, "csv": prepare_csv_corpus}
+# loader name -> (module under ser_pipeline.corpora, function)
+LOADERS = {
+    "iemocap": ("iemocap", "prepare_iemocap"),
+    "csv": ("csv_corpus", "prepare_csv_corpus"),
+}
 
-__all__ = ["LOADERS", "prepare_corpus", "prepare_iemocap", "prepare_csv_corpus",
-           "prepare_demo_corpus", "generate_demo_corpus"]
+__all__ = ["LOADERS", "loader_function", "prepare_corpus"]
+
+
+def loader_function(kind: str):
+    if kind not in LOADERS:
+        raise ConfigError(f"corpus loader: '{kind}' unknown; known loaders are {sorted(LOADERS)}")
+    module, func = LOADERS[kind]
+    return getattr(importlib.import_module(f"ser_pipeline.corpora.{module}"), func)
 
 
 def prepare_corpus(kind: str, path=None, *, corpus: str | None = None, **options) -> pd.DataFrame:
@@ -29,9 +39,7 @@ def prepare_corpus(kind: str, path=None, *, corpus: str | None = None, **options
     config's name for it. Option mistakes become ConfigErrors (naming the accepted options)
     rather than TypeErrors from deep inside a Snakemake job.
     """
-    if kind not in LOADERS:
-        raise ConfigError(f"corpus loader: '{kind}' unknown; known loaders are {sorted(LOADERS)}")
-    loader = LOADERS[kind]
+    loader = loader_function(kind)
     args = () if path is None else (path,)
     try:
         inspect.signature(loader).bind(*args, **options)
