@@ -14,8 +14,8 @@ rule table:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m ser_pipeline table --spec {params.spec:q} --out-md {output.md} --out-csv {output.csv} "
-        "{input} > {log} 2>&1"
+        "python -m ser_pipeline table --spec {params.spec:q} --out-md {output.md:q} --out-csv {output.csv:q} "
+        "{input:q} > {log:q} 2>&1"
 
 
 rule scaling_plot:
@@ -25,14 +25,14 @@ rule scaling_plot:
         png=report(f"{R}/plots/{{experiment}}.png", caption="../workflow/report/scaling.rst", category="Scaling curves"),
         svg=f"{R}/plots/{{experiment}}.svg",
     params:
-        spec=experiment_spec,
+        spec=plot_spec,
     log:
         f"{R}/logs/plots/{{experiment}}.log",
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m ser_pipeline plot --kind scaling --spec {params.spec:q} --out {output.png} --out {output.svg} "
-        "{input} > {log} 2>&1"
+        "python -m ser_pipeline plot --kind scaling --spec {params.spec:q} --out {output.png:q} --out {output.svg:q} "
+        "{input:q} > {log:q} 2>&1"
 
 
 rule confusion_plot:
@@ -42,13 +42,13 @@ rule confusion_plot:
         report(f"{R}/plots/{{experiment}}_confusion.png", caption="../workflow/report/confusion.rst",
                category="Confusion matrices"),
     params:
-        spec=experiment_spec,
+        spec=plot_spec,
     log:
         f"{R}/logs/plots/{{experiment}}_confusion.log",
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m ser_pipeline plot --kind confusion --spec {params.spec:q} --out {output} {input} > {log} 2>&1"
+        "python -m ser_pipeline plot --kind confusion --spec {params.spec:q} --out {output:q} {input:q} > {log:q} 2>&1"
 
 
 rule summary:
@@ -56,9 +56,11 @@ rule summary:
         [f"{R}/tables/{e}.md" for e in config["experiments"]],
     output:
         report(f"{R}/summary.md", caption="../workflow/report/summary.rst", category="Summary"),
+    params:
+        spec=lambda wc: as_json(sp.summary_spec(config)),
     log:
         f"{R}/logs/summary.log",
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m ser_pipeline summary --out {output} {input} > {log} 2>&1"
+        "python -m ser_pipeline summary --spec {params.spec:q} --out {output:q} {input:q} > {log:q} 2>&1"

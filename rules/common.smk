@@ -1,11 +1,8 @@
 # Helpers for the rules; no rules here. Everything derived from config.yaml (paths, job
-# lists, rerun digests, job specs) comes from ser_pipeline.config so it is unit-tested.
+# lists, job specs with their rerun digests) comes from ser_pipeline.config, where it is
+# unit-tested; these functions only adapt it to wildcards.
 import json
 import re
-
-from ser_pipeline import config as sp
-
-sp.check_references(config)
 
 R = config["results"]
 
@@ -21,55 +18,47 @@ wildcard_constraints:
     experiment="|".join(re.escape(e) for e in config["experiments"]),
 
 
-def all_outputs(cfg):
-    return sp.all_outputs(cfg)
+def as_json(spec):
+    return json.dumps(spec, sort_keys=True)
 
 
-def corpus_root(corpus):
-    c = config["corpora"][corpus]
-    return f"{R}/corpora/{corpus}/demo/IEMOCAP_full_release" if "demo" in c else c["path"]
+def demo_spec(wc):
+    return as_json(sp.demo_spec(config, wc.corpus))
 
 
-def demo_marker(wc):
-    return [f"{R}/corpora/{wc.corpus}/demo/.done"] if "demo" in config["corpora"][wc.corpus] else []
+def corpus_inputs(wc):
+    return sp.corpus_input_files(config, wc.corpus)
 
 
 def prepare_spec(wc):
-    c = config["corpora"][wc.corpus]
-    return json.dumps({"corpus": wc.corpus, "loader": c["loader"], "path": corpus_root(wc.corpus),
-                       "options": c.get("options", {}), "classes": c["classes"]}, sort_keys=True)
+    return as_json(sp.prepare_spec(config, wc.corpus))
+
+
+def utterances_spec(wc):
+    return as_json(sp.utterances_spec(config, wc.corpus))
 
 
 def fold_spec(wc):
-    return json.dumps({"corpus": wc.corpus, "protocol": wc.protocol,
-                       "protocol_spec": config["protocols"][wc.protocol],
-                       "expected_folds": len(sp.fold_names(config, wc.corpus, wc.protocol))}, sort_keys=True)
+    return as_json(sp.fold_spec(config, wc.corpus, wc.protocol))
 
 
 def feature_spec(wc):
-    return json.dumps({"feature": config["features"][wc.feature],
-                       "digest": sp.feature_digest(config, wc.feature)}, sort_keys=True)
+    return as_json(sp.feature_spec(config, wc.feature))
 
 
 def feature_uses_gpu(wc):
     return sp.feature_uses_gpu(config, wc.feature)
 
 
-def model_stores(wc):
-    return {s: f"{R}/features/{wc.corpus}/{f}.zarr" for s, f in config["models"][wc.model]["inputs"].items()}
+def train_inputs(wc):
+    stores = sp.model_stores(config, wc.corpus, wc.model)
+    extra = [p for paths in sp.augment_stores(config, wc.corpus, wc.model).values() for p in paths]
+    return {**stores, **{f"augment{i}": p for i, p in enumerate(extra)}}
 
 
 def train_spec(wc):
-    return json.dumps({
-        "model_name": wc.model, "model": config["models"][wc.model],
-        "digest": sp.model_digest(config, wc.model),
-        "corpus": wc.corpus, "protocol": wc.protocol, "fold": wc.fold,
-        "size": wc.size if wc.size == "full" else int(wc.size), "seed": int(wc.seed),
-        "classes": config["corpora"][wc.corpus]["classes"], "device": config["device"],
-        "manifest": f"{R}/corpora/{wc.corpus}/manifest.csv",
-        "fold_file": f"{R}/corpora/{wc.corpus}/folds/{wc.protocol}.json",
-        "stores": model_stores(wc),
-    }, sort_keys=True)
+    size = wc.size if wc.size == "full" else int(wc.size)
+    return as_json(sp.train_spec(config, wc.corpus, wc.protocol, wc.model, size, int(wc.seed), wc.fold))
 
 
 def model_uses_gpu(wc):
@@ -81,5 +70,8 @@ def experiment_runs(wc):
 
 
 def experiment_spec(wc):
-    exp = config["experiments"][wc.experiment]
-    return json.dumps({"name": wc.experiment, "experiment": exp, "digest": sp.reporting_digest()}, sort_keys=True)
+    return as_json(sp.experiment_spec(config, wc.experiment))
+
+
+def plot_spec(wc):
+    return as_json(sp.plot_spec(config, wc.experiment))

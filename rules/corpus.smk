@@ -1,14 +1,11 @@
-# Corpus stage: (demo generation), manifest, fold files.
+# Corpus stage: (demo generation), manifest, the utterances experiments use, fold files.
 
 
 rule demo_corpus:
     output:
         f"{R}/corpora/{{corpus}}/demo/.done",
     params:
-        out=lambda wc: f"{R}/corpora/{wc.corpus}/demo",
-        seed=lambda wc: config["corpora"][wc.corpus]["demo"].get("seed", 0),
-        per_class=lambda wc: config["corpora"][wc.corpus]["demo"].get("utterances_per_speaker_per_class", 12),
-        sessions=lambda wc: config["corpora"][wc.corpus]["demo"].get("sessions", 5),
+        spec=demo_spec,
     log:
         f"{R}/logs/corpora/{{corpus}}/demo.log",
     benchmark:
@@ -17,13 +14,12 @@ rule demo_corpus:
         "../envs/corpus.yaml"
     threads: 2
     shell:
-        "python -m ser_pipeline demo-corpus --out {params.out} --seed {params.seed} "
-        "--per-class {params.per_class} --sessions {params.sessions} > {log} 2>&1"
+        "python -m ser_pipeline demo-corpus --spec {params.spec:q} > {log:q} 2>&1"
 
 
 rule manifest:
     input:
-        demo_marker,
+        corpus_inputs,
     output:
         f"{R}/corpora/{{corpus}}/manifest.csv",
     params:
@@ -33,7 +29,23 @@ rule manifest:
     conda:
         "../envs/corpus.yaml"
     shell:
-        "python -m ser_pipeline prepare --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "python -m ser_pipeline prepare --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule utterances:
+    input:
+        f"{R}/corpora/{{corpus}}/manifest.csv",
+    output:
+        f"{R}/corpora/{{corpus}}/utterances.csv",
+    params:
+        spec=utterances_spec,
+    log:
+        f"{R}/logs/corpora/{{corpus}}/utterances.log",
+    conda:
+        "../envs/corpus.yaml"
+    shell:
+        "python -m ser_pipeline utterances --manifest {input:q} --spec {params.spec:q} --out {output:q} "
+        "> {log:q} 2>&1"
 
 
 rule folds:
@@ -48,4 +60,4 @@ rule folds:
     conda:
         "../envs/corpus.yaml"
     shell:
-        "python -m ser_pipeline folds --manifest {input} --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "python -m ser_pipeline folds --manifest {input:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"

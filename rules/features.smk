@@ -1,9 +1,10 @@
-# Feature stage: one Zarr store per (corpus, feature config), extracted once.
+# Feature stage: one Zarr store per (corpus, feature config), extracted once for the
+# utterances any experiment on the corpus uses.
 
 
 rule extract:
     input:
-        f"{R}/corpora/{{corpus}}/manifest.csv",
+        f"{R}/corpora/{{corpus}}/utterances.csv",
     output:
         directory(f"{R}/features/{{corpus}}/{{feature}}.zarr"),
     params:
@@ -21,5 +22,5 @@ rule extract:
         mem_mb=8000,
         runtime=240,
     shell:
-        "python -m ser_pipeline extract --manifest {input} --spec {params.spec:q} --out {output} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        "python -m ser_pipeline extract --manifest {input:q} --spec {params.spec:q} --out {output:q} "
+        "--device {params.device:q} --threads {threads} > {log:q} 2>&1"

@@ -4,11 +4,12 @@
 
 rule train:
     input:
-        unpack(model_stores),
+        unpack(train_inputs),
         manifest=f"{R}/corpora/{{corpus}}/manifest.csv",
         folds=f"{R}/corpora/{{corpus}}/folds/{{protocol}}.json",
     output:
-        f"{R}/runs/{{corpus}}/{{protocol}}/{{model}}/n{{size}}/s{{seed}}/{{fold}}.json",
+        result=f"{R}/runs/{{corpus}}/{{protocol}}/{{model}}/n{{size}}/s{{seed}}/{{fold}}.json",
+        model=directory(f"{R}/models/{{corpus}}/{{protocol}}/{{model}}/n{{size}}/s{{seed}}/{{fold}}"),
     params:
         spec=train_spec,
     log:
@@ -25,4 +26,5 @@ rule train:
         mem_mb=4000,
         runtime=60,
     shell:
-        "python -m ser_pipeline train --spec {params.spec:q} --out {output} --threads {threads} > {log} 2>&1"
+        "python -m ser_pipeline train --spec {params.spec:q} --out {output.result:q} "
+        "--model-dir {output.model:q} --threads {threads} > {log:q} 2>&1"

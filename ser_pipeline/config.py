@@ -1,8 +1,13 @@
 """Reading and checking config.yaml, and everything the Snakefile derives from it.
 
-Kept free of torch and the extractor modules so that building the job graph (which
+Kept free of torch, numpy and the stage modules so that building the job graph (which
 imports this on every Snakemake invocation) stays fast. The Snakefile only wires; job
-enumeration, output paths and rerun digests live here where they can be tested.
+enumeration, output paths, job specs and rerun digests live here where they can be tested.
+
+Rerun digests: every job's spec carries ``digest``, a hash of its config entries and of the
+package code the job can execute (:mod:`ser_pipeline.codedeps` follows the imports of the
+job's stage module plus the registry module of its arch, extractor or loader). Editing a
+module reruns exactly the jobs whose code imports it; nothing is kept by hand.
 """
 from __future__ import annotations
 
@@ -13,46 +18,65 @@ from pathlib import Path
 
 import yaml
 
+from ser_pipeline import codedeps
 from ser_pipeline.errors import ConfigError
 
 PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
-# Source files whose text decides a model's / an extractor's output. Their digest goes in
-# the rule's params, so editing one model reruns only that model's jobs (Snakemake's
-# "code" trigger sees only the rule's own text, never an imported package).
-ARCH_SOURCES = {
-    "mean_pool": ["models/pooling.py"],
-    "mean_max_pool": ["models/pooling.py"],
-    "attention_pool": ["models/pooling.py"],
-    "mlp_pool": ["models/pooling.py"],
-    "bimodal_align": ["models/bimodal.py"],
-    "ma_crnn": ["models/ma_crnn.py", "models/segments.py"],
-}
-TRAINING_SOURCES = ["training/loop.py", "training/data.py", "training/metrics.py", "models/masking.py"]
-EXTRACTOR_SOURCES = {
-    "lld": ["features/lld.py", "features/spectrogram.py"],
-    "ma_spectrogram": ["features/spectrogram.py"],
-    "log_spectrogram": ["features/spectrogram.py"],
-    "fbank_pitch": ["features/fbank_pitch.py", "features/spectrogram.py"],
-    "egemaps": ["features/egemaps.py"],
-    "wav2vec1": ["features/wav2vec1.py"],
-    "hf_ssl": ["features/hf_ssl.py"],
-    "bert": ["features/text.py"],
-}
-DEFAULT_SESSIONS = {"iemocap": 5}
+# Group counts a loader knows before reading the data (fold ids are fixed by the config,
+# so a dry run shows every job). Other corpora give them under corpora.<name>.groups.
+KNOWN_GROUPS = {"iemocap": {"session": 5, "speaker": 10}}
+DEMO_GROUPS = {"iemocap": lambda d: {"session": d.get("sessions", 5), "speaker": 2 * d.get("sessions", 5)}}
+CPU_ONLY_EXTRACTORS = {"egemaps"}
+
+# Registries, derived from the decorators (see codedeps.registered).
+REGISTRIES = {"model": ("register_model", "ser_pipeline.models"),
+              "extractor": ("register", "ser_pipeline.features"),
+              "loader": ("register_loader", "ser_pipeline.corpora"),
+              "demo": ("register_demo", "ser_pipeline.corpora")}
+
+
+def registry(kind: str) -> dict[str, str]:
+    """{name: module} of the models, extractors, corpus loaders or demo generators."""
+    return codedeps.registered(*REGISTRIES[kind])
+
+
+# ---------------------------------------------------------------- loading and checking
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _no_duplicates(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"duplicate key '{key}' at line {key_node.start_mark.line + 1} "
+                              f"(first at line {seen[key] + 1})")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_yaml(path) -> dict:
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_StrictLoader)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
 
 
 def load_config(path) -> dict:
-    path = Path(path)
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return validate(cfg, source=str(path))
+    return validate(read_yaml(path), source=str(path))
 
 
 def validate(cfg: dict, source: str = "config") -> dict:
@@ -69,7 +93,7 @@ def validate(cfg: dict, source: str = "config") -> dict:
         e = errors[0]
         key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ConfigError(f"{source}: config key '{key}': {e.message}")
-    check_references(cfg)
+    check_references(cfg, source)
     return cfg
 
 
@@ -88,57 +112,151 @@ def _with_defaults(validator_cls):
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
-def check_references(cfg: dict) -> None:
+def check_references(cfg: dict, source: str = "config") -> None:
+    """Cross-references and registry names, each error naming its key."""
+    def err(key, msg):
+        return ConfigError(f"{source}: config key '{key}': {msg}")
+
+    loaders, demos, archs, extractors = (registry(k) for k in ("loader", "demo", "model", "extractor"))
     for name, corpus in cfg["corpora"].items():
+        if corpus["loader"] not in loaders:
+            raise err(f"corpora.{name}.loader", f"'{corpus['loader']}' is not a loader ({sorted(loaders)})")
         if "demo" not in corpus and "path" not in corpus:
-            raise ConfigError(f"config key 'corpora.{name}': give 'path' (your corpus) or 'demo' (generate one)")
-        if "demo" in corpus and corpus["loader"] != "iemocap":
-            raise ConfigError(f"config key 'corpora.{name}.demo': the demo corpus is read by the iemocap loader")
-        n_sessions(cfg, name)  # fails early, naming the key, when the fold count is unknown
+            raise err(f"corpora.{name}", "give 'path' (your corpus) or 'demo' (generate one)")
+        if "demo" in corpus and corpus["loader"] not in demos:
+            raise err(f"corpora.{name}.demo", f"no demo generator for loader '{corpus['loader']}' "
+                                              f"(demos exist for {sorted(demos)})")
+        if corpus.get("labels"):
+            _check_labels(corpus["labels"], err, f"corpora.{name}.labels")
+    for name, proto in cfg["protocols"].items():
+        if proto.get("labels"):
+            _check_labels(proto["labels"], err, f"protocols.{name}.labels")
+        if proto["scheme"] == "predefined" and not (proto.get("train") and proto.get("test")):
+            raise err(f"protocols.{name}", "a predefined split needs 'train' and 'test' values")
+        if proto["scheme"] == "group_kfold" and "k" not in proto:
+            raise err(f"protocols.{name}.k", "group_kfold needs k")
+    for name, feat in cfg["features"].items():
+        if feat["extractor"] not in extractors:
+            raise err(f"features.{name}.extractor", f"'{feat['extractor']}' is not an extractor ({sorted(extractors)})")
     for name, model in cfg["models"].items():
+        if model["arch"] not in archs:
+            raise err(f"models.{name}.arch", f"'{model['arch']}' is not a model ({sorted(archs)})")
         for stream, feat in model["inputs"].items():
             if feat not in cfg["features"]:
-                raise ConfigError(f"config key 'models.{name}.inputs.{stream}': no feature named '{feat}'")
-        if stream_set(model) not in ({"audio"}, {"audio", "text"}):
-            raise ConfigError(f"config key 'models.{name}.inputs': streams must be audio, or audio and text")
+                raise err(f"models.{name}.inputs.{stream}", f"no feature named '{feat}'")
+        for stream, feats in (model.get("train", {}).get("augment") or {}).items():
+            if stream not in model["inputs"]:
+                raise err(f"models.{name}.train.augment.{stream}", f"not an input stream of the model")
+            for feat in feats:
+                if feat not in cfg["features"]:
+                    raise err(f"models.{name}.train.augment.{stream}", f"no feature named '{feat}'")
     for name, exp in cfg["experiments"].items():
         for key, pool in (("corpus", "corpora"), ("protocol", "protocols")):
             if exp[key] not in cfg[pool]:
-                raise ConfigError(f"config key 'experiments.{name}.{key}': no {pool} entry '{exp[key]}'")
+                raise err(f"experiments.{name}.{key}", f"no {pool} entry '{exp[key]}'")
         for model in exp["models"]:
             if model not in cfg["models"]:
-                raise ConfigError(f"config key 'experiments.{name}.models': no model named '{model}'")
+                raise err(f"experiments.{name}.models", f"no model named '{model}'")
+            train = cfg["models"][model].get("train", {})
+            needs_val = train.get("select_on_val") or isinstance(train.get("batch_size"), list)
+            if needs_val and not protocol_has_validation(cfg["protocols"][exp["protocol"]]):
+                raise err(f"models.{model}.train", f"selects on the validation part, but experiment '{name}' "
+                                                   f"uses protocol '{exp['protocol']}', which has none")
+        if exp.get("reference") and exp["reference"] not in exp["models"]:
+            raise err(f"experiments.{name}.reference", f"'{exp['reference']}' is not one of its models")
+        if exp.get("paper"):
+            _check_paper_key(exp["paper"], err, f"experiments.{name}.paper")
+        label_spec(cfg, exp["corpus"], exp["protocol"], err=err, key=f"experiments.{name}")
+        fold_count(cfg, exp["corpus"], exp["protocol"])  # fails early, naming the key
 
 
-def stream_set(model: dict) -> set:
-    return set(model["inputs"])
+def _check_labels(spec, err, key) -> None:
+    classes = spec.get("classes") or []
+    bad = {k: v for k, v in (spec.get("merge") or {}).items() if v not in classes}
+    if classes and bad:
+        raise err(f"{key}.merge", f"{bad} maps to labels that are not in classes {classes}")
 
 
-# ---------------------------------------------------------------- paths and jobs
+def _check_paper_key(key: str, err, where: str) -> None:
+    papers = yaml.safe_load((PACKAGE / "data" / "paper_results.yaml").read_text())
+    if key not in papers:
+        raise err(where, f"'{key}' is not in ser_pipeline/data/paper_results.yaml; known: {sorted(papers)}")
 
-def n_sessions(cfg: dict, corpus: str) -> int:
+
+def protocol_has_validation(spec: dict) -> bool:
+    scheme = spec["scheme"]
+    if scheme == "leave_one_speaker_out":
+        return True
+    if scheme in ("leave_one_group_out", "group_kfold"):
+        return spec.get("validation", "none") != "none"
+    if scheme == "predefined":
+        return bool(spec.get("val") or spec.get("val_speakers"))
+    return False
+
+
+def label_spec(cfg: dict, corpus: str, protocol: str, err=None, key: str | None = None) -> dict:
+    """The protocol's labels (column, merge, classes) over the corpus's defaults."""
+    spec = {**(cfg["corpora"][corpus].get("labels") or {}), **(cfg["protocols"][protocol].get("labels") or {})}
+    if not spec.get("classes"):
+        msg = (f"no classes for corpus '{corpus}' with protocol '{protocol}': give labels.classes "
+               f"under corpora.{corpus} or protocols.{protocol}")
+        raise (err(key, msg) if err else ConfigError(msg))
+    return {"column": spec.get("column", "label"), "merge": dict(spec.get("merge") or {}),
+            "classes": list(spec["classes"]), **({"max_dropped_share": spec["max_dropped_share"]}
+                                                 if "max_dropped_share" in spec else {})}
+
+
+# ---------------------------------------------------------------- folds and paths
+
+def n_groups(cfg: dict, corpus: str, column: str) -> int:
     c = cfg["corpora"][corpus]
-    if "demo" in c:
-        return int(c["demo"].get("sessions", 5))
-    if "n_sessions" in c:
+    if column in (c.get("groups") or {}):
+        return int(c["groups"][column])
+    if column == "session" and "n_sessions" in c:
         return int(c["n_sessions"])
-    if c["loader"] in DEFAULT_SESSIONS:
-        return DEFAULT_SESSIONS[c["loader"]]
-    raise ConfigError(f"config key 'corpora.{corpus}.n_sessions': needed for a {c['loader']} corpus "
-                      f"so the job graph knows how many folds to fan out")
+    if "demo" in c and c["loader"] in DEMO_GROUPS and column in DEMO_GROUPS[c["loader"]](c["demo"]):
+        return int(DEMO_GROUPS[c["loader"]](c["demo"])[column])
+    if "demo" not in c and column in KNOWN_GROUPS.get(c["loader"], {}):
+        return KNOWN_GROUPS[c["loader"]][column]
+    raise ConfigError(f"config key 'corpora.{corpus}.groups.{column}': the number of '{column}' groups "
+                      f"is needed so the job graph knows how many folds to fan out")
+
+
+def fold_count(cfg: dict, corpus: str, protocol: str) -> int:
+    spec = cfg["protocols"][protocol]
+    scheme = spec["scheme"]
+    if scheme == "leave_one_session_out":
+        return n_groups(cfg, corpus, "session")
+    if scheme == "leave_one_speaker_out":
+        return n_groups(cfg, corpus, "session") * (2 if spec.get("swap_validation", True) else 1)
+    if scheme == "leave_one_group_out":
+        return n_groups(cfg, corpus, spec.get("group", "speaker"))
+    if scheme == "group_kfold":
+        return int(spec["k"])
+    return 1  # predefined
 
 
 def fold_names(cfg: dict, corpus: str, protocol: str) -> list[str]:
     """Fold ids are known before the data is read, so a dry run shows every job."""
-    k = n_sessions(cfg, corpus)
-    spec = cfg["protocols"][protocol]
-    if spec["scheme"] == "leave_one_speaker_out" and spec.get("swap_validation", True):
-        k *= 2
-    return [f"f{i:02d}" for i in range(1, k + 1)]
+    return [f"f{i:02d}" for i in range(1, fold_count(cfg, corpus, protocol) + 1)]
+
+
+def corpus_dir(cfg: dict, corpus: str) -> str:
+    return f"{cfg['results']}/corpora/{corpus}"
+
+
+def corpus_root(cfg: dict, corpus: str) -> str:
+    """Where the loader reads: the user's path, or the folder the demo generator fills."""
+    c = cfg["corpora"][corpus]
+    return f"{corpus_dir(cfg, corpus)}/demo" if "demo" in c else c["path"]
 
 
 def run_path(results: str, corpus, protocol, model, size, seed, fold) -> str:
     return f"{results}/runs/{corpus}/{protocol}/{model}/n{size}/s{seed}/{fold}.json"
+
+
+def model_dir(results: str, corpus, protocol, model, size, seed, fold) -> str:
+    return f"{results}/models/{corpus}/{protocol}/{model}/n{size}/s{seed}/{fold}"
 
 
 def experiment_runs(cfg: dict, exp_name: str) -> list[str]:
@@ -158,45 +276,150 @@ def experiment_outputs(cfg: dict, exp_name: str) -> list[str]:
     return outs
 
 
+def corpora_in_use(cfg: dict) -> list[str]:
+    return sorted({e["corpus"] for e in cfg["experiments"].values()})
+
+
+def features_of_corpus(cfg: dict, corpus: str) -> list[str]:
+    """Every feature a model of an experiment on ``corpus`` reads (augmentation included)."""
+    feats = set()
+    for exp in cfg["experiments"].values():
+        if exp["corpus"] == corpus:
+            for m in exp["models"]:
+                feats.update(model_features(cfg, m))
+    return sorted(feats)
+
+
+def model_features(cfg: dict, model: str) -> list[str]:
+    m = cfg["models"][model]
+    feats = set(m["inputs"].values())
+    for extra in (m.get("train", {}).get("augment") or {}).values():
+        feats.update(extra)
+    return sorted(feats)
+
+
 def all_outputs(cfg: dict) -> list[str]:
     out = []
     for exp in cfg["experiments"]:
         out += experiment_outputs(cfg, exp)
-    corpora = {e["corpus"] for e in cfg["experiments"].values()}
-    for corpus in corpora:  # every configured feature is cached for every corpus in use
-        out += [f"{cfg['results']}/features/{corpus}/{f}.zarr" for f in cfg["features"]]
     out.append(f"{cfg['results']}/summary.md")
     return sorted(set(out))
 
 
-# ---------------------------------------------------------------- digests
+# ---------------------------------------------------------------- job specs and digests
 
 def _sha(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def source_digest(relpaths: list[str]) -> str:
-    h = hashlib.sha256()
-    for rel in sorted(set(relpaths)):
-        p = PACKAGE / rel
-        h.update(rel.encode())
-        h.update(p.read_bytes() if p.exists() else b"<missing>")
-    return h.hexdigest()[:16]
+STAGE_ENTRY = "ser_pipeline.__main__"
 
 
-def model_digest(cfg: dict, model: str) -> str:
-    m = cfg["models"][model]
-    return _sha({"model": m, "src": source_digest(ARCH_SOURCES[m["arch"]] + TRAINING_SOURCES)})
+def stage_modules(command: str, *extra: str) -> list[str]:
+    from ser_pipeline.cli import stage_module
+
+    return [STAGE_ENTRY, stage_module(command), *extra]
 
 
-def feature_digest(cfg: dict, feature: str) -> str:
+def job_digest(command: str, settings, *extra_modules: str) -> str:
+    """Digest of a job's settings and of all package code it can run."""
+    return _sha({"settings": settings, "code": codedeps.code_digest(stage_modules(command, *extra_modules))})
+
+
+def _spec(command: str, settings: dict, *extra_modules: str) -> dict:
+    return {**settings, "digest": job_digest(command, settings, *extra_modules)}
+
+
+def demo_spec(cfg: dict, corpus: str) -> dict:
+    c = cfg["corpora"][corpus]
+    return _spec("demo-corpus", {"loader": c["loader"], "out": corpus_root(cfg, corpus), "params": c["demo"]},
+                 registry("demo")[c["loader"]])
+
+
+def prepare_spec(cfg: dict, corpus: str) -> dict:
+    c = cfg["corpora"][corpus]
+    return _spec("prepare", {"corpus": corpus, "loader": c["loader"], "path": corpus_root(cfg, corpus),
+                             "options": c.get("options", {}), "audit": c.get("audit", {})},
+                 registry("loader")[c["loader"]])
+
+
+def utterances_spec(cfg: dict, corpus: str) -> dict:
+    """The label sets of every protocol used on ``corpus``: features cover their union."""
+    specs = sorted({json.dumps(label_spec(cfg, corpus, e["protocol"]), sort_keys=True)
+                    for e in cfg["experiments"].values() if e["corpus"] == corpus})
+    return _spec("utterances", {"corpus": corpus, "label_specs": [json.loads(s) for s in specs]})
+
+
+def fold_spec(cfg: dict, corpus: str, protocol: str) -> dict:
+    proto = {**cfg["protocols"][protocol], "labels": label_spec(cfg, corpus, protocol)}
+    return _spec("folds", {"corpus": corpus, "protocol": protocol, "protocol_spec": proto,
+                           "expected_folds": fold_count(cfg, corpus, protocol)})
+
+
+def feature_spec(cfg: dict, feature: str) -> dict:
     f = cfg["features"][feature]
-    srcs = list(EXTRACTOR_SOURCES[f["extractor"]]) + (["features/perturb.py"] if f.get("speed") else [])
-    return _sha({"feature": f, "src": source_digest(srcs)})
+    return _spec("extract", {"feature": f}, registry("extractor")[f["extractor"]])
 
 
-CPU_ONLY = {"egemaps"}
+def store_path(cfg: dict, corpus: str, feature: str) -> str:
+    return f"{cfg['results']}/features/{corpus}/{feature}.zarr"
 
+
+def model_stores(cfg: dict, corpus: str, model: str) -> dict[str, str]:
+    return {s: store_path(cfg, corpus, f) for s, f in cfg["models"][model]["inputs"].items()}
+
+
+def augment_stores(cfg: dict, corpus: str, model: str) -> dict[str, list[str]]:
+    aug = cfg["models"][model].get("train", {}).get("augment") or {}
+    return {s: [store_path(cfg, corpus, f) for f in feats] for s, feats in aug.items()}
+
+
+def train_spec(cfg: dict, corpus: str, protocol: str, model: str, size, seed: int, fold: str) -> dict:
+    m = cfg["models"][model]
+    r = cfg["results"]
+    settings = {
+        "model_name": model, "model": m, "corpus": corpus, "protocol": protocol, "fold": fold,
+        "size": size if size == "full" else int(size), "seed": int(seed), "device": cfg["device"],
+        "manifest": f"{corpus_dir(cfg, corpus)}/manifest.csv",
+        "fold_file": f"{corpus_dir(cfg, corpus)}/folds/{protocol}.json",
+        "stores": model_stores(cfg, corpus, model),
+        "augment_stores": augment_stores(cfg, corpus, model),
+        "features": {s: cfg["features"][f] for s, f in m["inputs"].items()},
+        "model_dir": model_dir(r, corpus, protocol, model, size, seed, fold),
+    }
+    return _spec("train", settings, registry("model")[m["arch"]])
+
+
+def experiment_spec(cfg: dict, exp_name: str) -> dict:
+    return _spec("table", {"name": exp_name, "experiment": cfg["experiments"][exp_name]})
+
+
+def plot_spec(cfg: dict, exp_name: str) -> dict:
+    return _spec("plot", {"name": exp_name, "experiment": cfg["experiments"][exp_name]})
+
+
+def summary_spec(cfg: dict) -> dict:
+    return _spec("summary", {"experiments": sorted(cfg["experiments"])})
+
+
+def corpus_input_files(cfg: dict, corpus: str) -> list[str]:
+    """The files a corpus's manifest is read from, so that editing one reruns the manifest.
+
+    A demo corpus is represented by its done-marker; a CSV corpus by the CSV; other loaders
+    by the label files they declare (``<module>.input_files(root)``), found without
+    importing the loader when it declares none.
+    """
+    c = cfg["corpora"][corpus]
+    if "demo" in c:
+        return [f"{corpus_root(cfg, corpus)}/.done"]
+    module = registry("loader")[c["loader"]]
+    import importlib
+
+    declared = getattr(importlib.import_module(module), "input_files", None)
+    return sorted(str(p) for p in declared(c["path"], **(c.get("options") or {}))) if declared else []
+
+
+# ---------------------------------------------------------------- scheduling
 
 def gpus_requested(cfg: dict) -> bool:
     """Whether GPU-capable jobs should ask the scheduler for a GPU.
@@ -215,17 +438,9 @@ def gpus_requested(cfg: dict) -> bool:
 def feature_uses_gpu(cfg: dict, feature: str) -> int:
     """Resource request for an extraction job: 1 GPU unless it cannot use one."""
     f = cfg["features"][feature]
-    cpu_only = f["extractor"] in CPU_ONLY or (f.get("params") or {}).get("backend") == "pyaudioanalysis"
+    cpu_only = f["extractor"] in CPU_ONLY_EXTRACTORS or (f.get("params") or {}).get("backend") == "pyaudioanalysis"
     return 0 if cpu_only or not gpus_requested(cfg) else 1
 
 
 def model_uses_gpu(cfg: dict, model: str) -> int:
     return 1 if cfg["models"][model].get("train", {}).get("gpu") and gpus_requested(cfg) else 0
-
-
-REPORTING_SOURCES = ["reporting/tables.py", "reporting/plots.py", "reporting/paper.py", "data/paper_results.yaml"]
-
-
-def reporting_digest() -> str:
-    """Tables and plots are cheap: any change to how they are drawn redraws them all."""
-    return source_digest(REPORTING_SOURCES)

@@ -1,10 +1,13 @@
-"""Corpus loaders by name, so a config can say ``loader: iemocap`` plus loader options.
+"""Corpus loaders and demo generators by name, so a config can say ``loader: iemocap``.
 
-Each loader is a plain ``prepare_<corpus>(...)`` function returning the normalised manifest
-(lhotse-recipe style); adding a corpus means adding one module and one entry in
-:data:`LOADERS`. Modules are imported only when their loader runs, so a manifest job's code
-digest covers only the loader it uses. The demo corpus is not a loader:
-``generate_demo_corpus`` writes an IEMOCAP tree that ``iemocap`` reads.
+Each loader is a plain ``prepare_<corpus>(path, **options)`` function returning the
+normalised manifest (lhotse-recipe style), registered with ``@register_loader("name")`` in
+its own module; a module may also define ``input_files(path, **options)`` listing the label
+files the manifest is read from, so that editing one reruns the manifest. A demo generator
+(``@register_demo("loader name")``) writes a corpus in that loader's real layout, which the
+same loader then reads. Adding a corpus is one module: the names are found by reading the
+decorators (:func:`ser_pipeline.codedeps.registered`) and modules are imported only when
+used, so a job's code digest covers only the loader it runs.
 """
 from __future__ import annotations
 
@@ -15,20 +18,44 @@ import pandas as pd
 
 from ser_pipeline.errors import ConfigError
 
-# loader name -> (module under ser_pipeline.corpora, function)
-LOADERS = {
-    "iemocap": ("iemocap", "prepare_iemocap"),
-    "csv": ("csv_corpus", "prepare_csv_corpus"),
-}
+__all__ = ["register_loader", "register_demo", "loader_function", "demo_function", "prepare_corpus"]
 
-__all__ = ["LOADERS", "loader_function", "prepare_corpus"]
+_FUNCS: dict[tuple[str, str], object] = {}
+
+
+def _register(kind: str, name: str):
+    def deco(fn):
+        if (kind, name) in _FUNCS and _FUNCS[(kind, name)] is not fn:
+            raise ValueError(f"{kind} '{name}' registered twice")
+        _FUNCS[(kind, name)] = fn
+        return fn
+    return deco
+
+
+def register_loader(name: str):
+    return _register("loader", name)
+
+
+def register_demo(name: str):
+    return _register("demo", name)
+
+
+def _lookup(kind: str, decorator: str, name: str):
+    from ser_pipeline.codedeps import registered
+
+    names = registered(decorator, "ser_pipeline.corpora")
+    if name not in names:
+        raise ConfigError(f"corpus {kind}: '{name}' unknown; known: {sorted(names)}")
+    importlib.import_module(names[name])
+    return _FUNCS[(kind, name)]
 
 
 def loader_function(kind: str):
-    if kind not in LOADERS:
-        raise ConfigError(f"corpus loader: '{kind}' unknown; known loaders are {sorted(LOADERS)}")
-    module, func = LOADERS[kind]
-    return getattr(importlib.import_module(f"ser_pipeline.corpora.{module}"), func)
+    return _lookup("loader", "register_loader", kind)
+
+
+def demo_function(kind: str):
+    return _lookup("demo", "register_demo", kind)
 
 
 def prepare_corpus(kind: str, path=None, *, corpus: str | None = None, **options) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import soundfile as sf
 
+from ser_pipeline.corpora import register_loader
 from ser_pipeline.errors import ConfigError, CorpusError
 from ser_pipeline.manifest import normalise
 
@@ -21,6 +22,12 @@ _GENDERS = {"f": "F", "female": "F", "w": "F", "woman": "F",
             "m": "M", "male": "M", "man": "M", "": ""}
 
 
+def input_files(csv_path, **_options) -> list[Path]:
+    """The CSV is the corpus's label file: editing it reruns the manifest."""
+    return [Path(csv_path)]
+
+
+@register_loader("csv")
 def prepare_csv_corpus(csv_path, audio_root=None, column_map=None, name: str | None = None) -> pd.DataFrame:
     """Manifest of the utterances listed in ``csv_path``.
 

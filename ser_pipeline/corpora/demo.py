@@ -34,6 +34,7 @@ from ser_pipeline import SAMPLE_RATE
 from ser_pipeline.atomic import atomic_path, write_text
 from ser_pipeline.audio import write_audio
 from ser_pipeline.errors import ConfigError, CorpusError
+from ser_pipeline.corpora import register_demo
 from ser_pipeline.corpora.iemocap import RELEASE_DIR, prepare_iemocap, script_id
 
 DEMO_VERSION = 1  # bump whenever the output for a given seed changes
@@ -101,6 +102,7 @@ def plan_demo_corpus(seed: int = 0, utterances_per_speaker_per_class: int = 12,
     return dialogs
 
 
+@register_demo("iemocap")
 def generate_demo_corpus(out_dir, seed: int = 0, utterances_per_speaker_per_class: int = 12,
                          sessions: int = 5) -> Path:
     """Write ``out_dir/IEMOCAP_full_release`` (unless already complete) and return its path.

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import soundfile as sf
 
+from ser_pipeline.corpora import register_loader
 from ser_pipeline.errors import ConfigError, CorpusError
 from ser_pipeline.manifest import normalise
 
@@ -25,6 +26,8 @@ CORPUS = "iemocap"
 RELEASE_DIR = "IEMOCAP_full_release"
 ALL_LABELS = ("neu", "hap", "exc", "sad", "ang", "fru", "sur", "fea", "dis", "oth", "xxx")
 STANDARD_CLASSES = ("neu", "hap", "sad", "ang")
+# The standard set before merging: what the 5531 count is over.
+STANDARD_RAW = ("neu", "hap", "exc", "sad", "ang")
 
 # The standard 4-class set (neu, hap+exc, sad, ang; both modes; all five sessions) as used
 # by most IEMOCAP papers since Poria et al. / Neumann & Vu: 5531 utterances.
@@ -45,6 +48,10 @@ def script_id(dialog: str) -> str:
     few recordings of one script/improvisation into parts (``Ses03M_impro05a``/``05b``,
     ``Ses05M_script01_1b``); the letter names the recording part, not a different text,
     so script-disjoint folds must treat ``script01_1b`` as ``script01_1``.
+
+    Only scripted scenarios become the manifest's ``script`` column: every session performs
+    all eight improvisations too, but in the actors' own words, so they share no text and
+    treating ``impro01`` as a script would leave script-disjoint folds without training data.
     """
     m = _DIALOG.match(dialog)
     if not m:
@@ -52,14 +59,19 @@ def script_id(dialog: str) -> str:
     return re.sub(r"[a-z]+$", "", m.group(1))
 
 
-def prepare_iemocap(root, audio_source: str = "sentences", merge_excited: bool = True,
-                    classes=STANDARD_CLASSES, check_standard_counts: bool = True,
+@register_loader("iemocap")
+def prepare_iemocap(root, audio_source: str = "sentences", merge_excited: bool = False,
+                    classes=ALL_LABELS, check_standard_counts: bool = True,
                     improvised_only: bool = False) -> pd.DataFrame:
     """Manifest of the IEMOCAP utterances whose (mapped) majority label is in ``classes``.
 
-    ``root`` is ``IEMOCAP_full_release`` (or its parent). With ``merge_excited`` the label
-    ``exc`` becomes ``hap``. ``audio_source="dialog"`` points rows at the dialogue wavs
-    with start/end times, which avoids 10k small files on slow shared file systems.
+    ``root`` is ``IEMOCAP_full_release`` (or its parent). By default every turn is kept with
+    its own majority label (``xxx`` = no majority): which labels an experiment uses, and
+    whether ``exc`` counts as ``hap``, is the protocol's choice (``labels:`` in config.yaml),
+    so one manifest and one feature extraction serve every label set. With
+    ``merge_excited`` the label ``exc`` becomes ``hap`` already here.
+    ``audio_source="dialog"`` points rows at the dialogue wavs with start/end times, which
+    avoids 10k small files on slow shared file systems.
     """
     classes = _check_options(audio_source, merge_excited, classes)
     root = _find_release(Path(root))
@@ -75,14 +87,27 @@ def prepare_iemocap(root, audio_source: str = "sentences", merge_excited: bool =
     else:
         _add_dialog_audio(rows)
     df = pd.DataFrame(rows).drop(columns=["session_dir", "dialog"])
-    standard = (set(classes) == set(STANDARD_CLASSES) and merge_excited and not improvised_only)
-    if check_standard_counts and standard:
+    standard = set(STANDARD_CLASSES if merge_excited else STANDARD_RAW)
+    if check_standard_counts and standard <= set(classes) and not improvised_only:
         if set(sessions) == set(STANDARD_COUNTS):
-            _check_counts(df)
+            _check_counts(df[df["label"].isin(standard)])
         else:
             log.warning("IEMOCAP at %s has sessions %s, not all of %s: utterance counts not checked",
                         root, sorted(sessions), sorted(STANDARD_COUNTS))
     return normalise(df, CORPUS)
+
+
+def input_files(root, **_options) -> list[Path]:
+    """The label and transcription files the manifest is read from (rule inputs)."""
+    root = _find_release(Path(root))
+    files = []
+    for session_dir in _session_dirs(root).values():
+        for sub in ("EmoEvaluation", "transcriptions"):
+            folder = session_dir / "dialog" / sub
+            if folder.is_dir():
+                files += [p for p in sorted(folder.iterdir())
+                          if p.is_file() and p.suffix == ".txt" and not p.name.startswith(".")]
+    return files
 
 
 def _check_options(audio_source, merge_excited, classes) -> tuple[str, ...]:
@@ -91,6 +116,8 @@ def _check_options(audio_source, merge_excited, classes) -> tuple[str, ...]:
     if isinstance(classes, str):
         classes = [c.strip() for c in classes.split(",") if c.strip()]
     classes = tuple(classes)
+    if merge_excited and classes == ALL_LABELS:
+        classes = tuple(c for c in ALL_LABELS if c != "exc")
     unknown = [c for c in classes if c not in ALL_LABELS]
     if unknown or not classes:
         raise ConfigError(f"classes: {unknown or '[]'} not IEMOCAP labels; choose from {list(ALL_LABELS)}")
@@ -137,7 +164,8 @@ def _read_evaluations(session_dir: Path, classes, merge_excited, improvised_only
                 continue
             session, letter = _UTT_ID.match(utt).groups()
             rows.append(dict(utt_id=utt, session=session, speaker=session + letter, gender=letter,
-                             label=label, mode=mode, script=script_id(dialog), dialog=dialog,
+                             label=label, mode=mode, dialog=dialog,
+                             script=script_id(dialog) if mode == "scripted" else "",
                              start=start, end=end, session_dir=session_dir))
     return rows
 
@@ -228,5 +256,6 @@ def _check_counts(df: pd.DataFrame) -> None:
 
     raise CorpusError(
         f"IEMOCAP standard 4-class set: expected {expected_total} utterances ({fmt(STANDARD_COUNTS)}), "
-        f"found {len(df)} ({fmt(found)}). The corpus copy is incomplete or modified; "
+        f"found {len(df)} ({fmt(found)}) with labels {sorted(set(df['label']))}. The corpus copy is "
+        f"incomplete or modified; "
         f"pass check_standard_counts=False to use it anyway")

@@ -25,27 +25,27 @@ def register(name: str) -> Callable[[type["Extractor"]], type["Extractor"]]:
 
 
 def available() -> list[str]:
-    _import_all()
-    return sorted(_REGISTRY)
+    from ser_pipeline.codedeps import registered
+
+    return sorted(registered("register", "ser_pipeline.features"))
+
+
+def extractor_class(name: str) -> type["Extractor"]:
+    """The class registered as ``name``, importing only its module (found from the decorators)."""
+    import importlib
+
+    from ser_pipeline.codedeps import registered
+
+    modules = registered("register", "ser_pipeline.features")
+    if name not in modules:
+        from ser_pipeline.errors import ConfigError
+        raise ConfigError(f"unknown extractor '{name}'; known: {', '.join(sorted(modules))}")
+    importlib.import_module(modules[name])
+    return _REGISTRY[name]
 
 
 def get_extractor(name: str, config: dict, device: str = "cpu") -> "Extractor":
-    _import_all()
-    if name not in _REGISTRY:
-        from ser_pipeline.errors import ConfigError
-        raise ConfigError(f"unknown extractor '{name}'; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](config, device)
-
-
-def _import_all() -> None:
-    # Importing the modules runs their @register decorators.
-    import importlib
-    for mod in ("lld", "spectrogram", "fbank_pitch", "egemaps", "wav2vec1", "hf_ssl", "text"):
-        try:
-            importlib.import_module(f"ser_pipeline.features.{mod}")
-        except ModuleNotFoundError as e:
-            if e.name != f"ser_pipeline.features.{mod}":
-                raise
+    return extractor_class(name)(config, device)
 
 
 class Extractor:

@@ -27,9 +27,10 @@ Batch contract (a dict; tensors on the training device):
                        (``"reference" in needs``)
 =====================  ==========================================================
 
-Arch names map to modules in :data:`ARCH_MODULES`, imported only when a model of that arch
-is built, so that a job's code digest (:mod:`ser_pipeline.codedeps`) covers exactly the
-model module it runs. Hyperparameters are checked once at build time: a typo fails with
+Arch names are found from the ``@register_model("name")`` decorators without importing
+anything (:func:`arch_modules`); a module is imported only when a model of its arch is
+built, so that a job's code digest (:mod:`ser_pipeline.codedeps`) covers exactly the
+model module it runs, and adding a model is one module plus one config entry. Hyperparameters are checked once at build time: a typo fails with
 the key named instead of being silently ignored for a whole cross-validation run.
 """
 from __future__ import annotations
@@ -46,7 +47,8 @@ from torch import nn
 from ser_pipeline.errors import ConfigError
 
 __all__ = [
-    "ARCH_MODULES",
+    "arch_modules",
+    "model_class",
     "ClassicalModel",
     "MODELS",
     "HparamError",
@@ -58,27 +60,23 @@ __all__ = [
 
 MODELS: dict[str, type] = {}
 
-# arch name -> module under ser_pipeline.models defining it (with @register_model(name)).
-# tests/unit/test_registries.py checks this against the decorators and the config schema.
-ARCH_MODULES = {
-    "mean_pool": "pooling",
-    "mean_max_pool": "pooling",
-    "attention_pool": "pooling",
-    "mlp_pool": "pooling",
-    "bimodal_align": "bimodal",
-    "ma_crnn": "ma_crnn",
-}
 NEEDS = frozenset({"speaker", "utt_id", "reference"})
+
+
+def arch_modules() -> dict[str, str]:
+    """{arch name: module}, read from the ``@register_model`` decorators without importing."""
+    from ser_pipeline.codedeps import registered
+
+    return registered("register_model", "ser_pipeline.models")
 
 
 def model_class(name: str) -> type:
     """The class registered as ``name``, importing its module on first use."""
-    if name not in ARCH_MODULES:
-        raise HparamError(f"unknown model '{name}'; known: {', '.join(sorted(ARCH_MODULES))}")
+    modules = arch_modules()
+    if name not in modules:
+        raise HparamError(f"unknown model '{name}'; known: {', '.join(sorted(modules))}")
     if name not in MODELS:
-        importlib.import_module(f"ser_pipeline.models.{ARCH_MODULES[name]}")
-    if name not in MODELS:
-        raise HparamError(f"module ser_pipeline.models.{ARCH_MODULES[name]} registers no model '{name}'")
+        importlib.import_module(modules[name])
     return MODELS[name]
 
 
@@ -143,11 +141,14 @@ def build_model(name: str, input_dims: dict[str, int], n_classes: int, hparams: 
     """A ready model; ``n_speakers`` (training speakers of the fold) for models that need it."""
     cls = model_class(name)
     check_input_dims(cls, dict(input_dims))
+    resolve_hparams(cls, hparams)  # an unknown key is reported before anything else
     if not isinstance(n_classes, numbers.Integral) or isinstance(n_classes, bool) or n_classes < 2:
         raise HparamError(f"n_classes must be an int >= 2, got {n_classes!r}")
-    kwargs = {"n_speakers": int(n_speakers)} if "speaker" in cls.needs else {}
-    if "speaker" in cls.needs and (n_speakers is None or n_speakers < 2):
-        raise HparamError(f"model '{name}' needs at least 2 training speakers, got {n_speakers!r}")
+    kwargs = {}
+    if "speaker" in cls.needs:
+        if n_speakers is None or int(n_speakers) < 2:
+            raise HparamError(f"model '{name}' needs at least 2 training speakers, got {n_speakers!r}")
+        kwargs["n_speakers"] = int(n_speakers)
     return cls({k: int(v) for k, v in input_dims.items()}, int(n_classes), hparams, **kwargs)
 
 

@@ -78,3 +78,55 @@ def make_batch(streams: dict[str, list[np.ndarray]], idx: list[int], device: str
         batch[name] = x.to(device)
         batch[f"{name}_mask"] = m.to(device)
     return batch
+
+
+def speaker_zscore(arrays: list[np.ndarray], speakers: list[str]) -> list[np.ndarray]:
+    """Each utterance normalised with the statistics of its own speaker's frames.
+
+    The -NORM systems of Triantafyllopoulos et al. (after Vlasenko et al.) normalise every
+    speaker, test speakers included, with that speaker's own mean and standard deviation:
+    the statistics come from unlabelled audio of the speaker, never from labels.
+    """
+    by_speaker: dict[str, list[int]] = {}
+    for i, s in enumerate(speakers):
+        by_speaker.setdefault(s, []).append(i)
+    out: list[np.ndarray] = [None] * len(arrays)  # type: ignore[list-item]
+    for idx in by_speaker.values():
+        stats = zscore_stats([arrays[i] for i in idx])
+        for i in idx:
+            out[i] = (arrays[i] - stats[0]) / stats[1]
+    return out
+
+
+def middle_cycle(a: np.ndarray, frames: int) -> np.ndarray:
+    """The middle ``frames`` frames; a shorter utterance is repeated cyclically to that length.
+
+    Li et al. keep the middle 14 s of longer utterances ("important dynamic emotional
+    information is usually located in the middle part") and cycle-repeat shorter ones.
+    """
+    n = len(a)
+    if n == 0:
+        raise ValueError("cannot cycle-repeat an utterance with no frames")
+    if n >= frames:
+        start = (n - frames) // 2
+        return a[start:start + frames]
+    reps = -(-frames // n)
+    return np.concatenate([a] * reps, axis=0)[:frames]
+
+
+def random_crop(a: np.ndarray, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """A random window of ``frames`` frames; shorter utterances are kept whole (masked)."""
+    if len(a) <= frames:
+        return a
+    start = int(rng.integers(0, len(a) - frames + 1))
+    return a[start:start + frames]
+
+
+def first_of_label(ids: list[str], speakers: list[str], raw_labels: list[str], label: str,
+                   order: dict[str, int], skip: int = 0) -> dict[str, str]:
+    """{speaker: the (skip+1)-th utterance with ``label`` in corpus order}; ids of one part."""
+    by_speaker: dict[str, list[str]] = {}
+    for u, s, lab in zip(ids, speakers, raw_labels):
+        if lab == label:
+            by_speaker.setdefault(s, []).append(u)
+    return {s: sorted(us, key=order.__getitem__)[skip] for s, us in by_speaker.items() if len(us) > skip}

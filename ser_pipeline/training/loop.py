@@ -1,226 +1,192 @@
-"""One training job: (model, fold, data size, seed) -> a result JSON.
+"""One training job: (model, fold, data size, seed) -> a result JSON and a saved model.
 
-The protocol follows the paper behind each model and is recorded in the result: Boigne
-et al. train a fixed number of epochs with no early stopping and score the held-out
-session; Ma et al. hold out a validation speaker, which we use to pick the epoch
-(``select_on_val``). Nothing here reads the test part before the final evaluation.
+The job is the same for every kind of model: read the fold (labels from the protocol's
+mapping), prepare its data (:mod:`ser_pipeline.training.fold_data`), fit the model with
+the trainer of its kind (neural: :mod:`ser_pipeline.training.neural`, classical:
+:mod:`ser_pipeline.training.classical`), score the validation and test parts, and write
+everything a reader needs to trust and reuse the number: the protocol and every training
+option in words, class counts, per-utterance predictions, the training curve and whether
+it had converged, the digests of the stores read. Nothing reads the test part before the
+final evaluation.
 """
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ser_pipeline.errors import ConfigError
-from ser_pipeline.manifest import read_manifest
-from ser_pipeline.protocols.folds import read_fold_file, subsample_per_class
-from ser_pipeline.training.data import Streams, apply_zscore, length_buckets, make_batch, zscore_stats
-from ser_pipeline.training.metrics import DEFINITIONS, scores
-
-TRAIN_DEFAULTS = {
-    "epochs": 30,
-    "batch_size": 16,
-    "lr": 1.0e-4,
-    "weight_decay": 0.0,
-    "normalize": "zscore",      # zscore with training-part statistics, or none
-    "class_weights": False,     # loss weights inversely proportional to class frequency
-    "length_weights": False,    # loss weights inversely proportional to utterance length (Ma et al.)
-    "input_mode": "whole",      # whole utterances, or fixed-length segments (Satt et al.)
-    "segment_seconds": 3.0,
-    "select_on_val": False,     # pick the epoch by validation UA (needs a validation part)
-    "gpu": False,               # ask the scheduler for a GPU (resources: gpu=1)
-    "max_frames": None,         # crop frames per utterance at training time (None: keep all)
-    "pool_frames": {},          # {stream: k}: average every k consecutive frames (a CPU-budget knob)
-}
+from ser_pipeline.training.fold_data import load_fold, reference_plan
+from ser_pipeline.training.metrics import DEFINITIONS
+from ser_pipeline.training.options import describe, reference_rule, train_options
 
 
-def train_spec_defaults(train: dict | None) -> dict:
-    train = dict(train or {})
-    unknown = set(train) - set(TRAIN_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"models.*.train: unknown keys {sorted(unknown)}; allowed: {sorted(TRAIN_DEFAULTS)}")
-    return {**TRAIN_DEFAULTS, **train}
+def _predictions(part, probs: np.ndarray) -> dict:
+    return {"utt_id": list(part.ids), "speaker": list(part.speakers), "y_true": part.y.tolist(),
+            "y_pred": probs.argmax(axis=1).tolist(), "probs": np.round(probs, 6).tolist()}
 
 
-def average_frames(a: np.ndarray, k: int) -> np.ndarray:
-    """Mean of every k consecutive frames; the last, shorter window averages what it has."""
-    if k <= 1 or len(a) == 0:
-        return a
-    n = len(a)
-    full = (n // k) * k
-    out = a[:full].reshape(-1, k, a.shape[1]).mean(axis=1)
-    if full < n:
-        out = np.concatenate([out, a[full:].mean(axis=0, keepdims=True)])
-    return out.astype(np.float32, copy=False)
+def _reference_sweep(fit: dict, data, opts: dict) -> list[dict]:
+    """Test scores with the k-th reference utterance of every test speaker, k = 0..n-1."""
+    from ser_pipeline.training.data import first_of_label
 
-
-def _segment(streams: dict[str, list[np.ndarray]], labels: np.ndarray, frames: int):
-    from ser_pipeline.models.segments import split_into_segments
-
-    if set(streams) != {"audio"}:
-        raise ConfigError("input_mode: segments supports a single audio stream only")
-    segs, seg_labels, owner = [], [], []
-    for i, a in enumerate(streams["audio"]):
-        pieces = split_into_segments(a, frames)
-        pieces = pieces[0] if isinstance(pieces, tuple) else pieces
-        segs.extend(pieces)
-        seg_labels.extend([labels[i]] * len(pieces))
-        owner.extend([i] * len(pieces))
-    return {"audio": segs}, np.array(seg_labels), np.array(owner)
-
-
-def _predict(model, streams, device, batch_size=32) -> np.ndarray:
-    model.eval()
-    n = len(next(iter(streams.values())))
-    chunks = []
-    order = length_buckets([len(a) for a in next(iter(streams.values()))], batch_size, None)
-    with torch.no_grad():
-        for idx in order:
-            probs = torch.softmax(model(make_batch(streams, idx, device)).float(), dim=-1).cpu().numpy()
-            chunks.append((idx, probs))
-    out = np.zeros((n, chunks[0][1].shape[1]), dtype=np.float32)
-    for idx, p in chunks:
-        out[idx] = p
+    test = data.parts["test"]
+    out = []
+    for k in range(int(opts["reference"]["eval_first_n"])):
+        chosen = first_of_label(test.ids, test.speakers, test.raw, opts["reference"]["label"], data.order, skip=k)
+        if set(chosen) != set(test.speakers):
+            break  # some test speaker has fewer than k+1 reference utterances
+        m, _ = fit["evaluator"].scores(fit["model"], "test", chosen)
+        out.append({"index": k, "test_reference": chosen, "UA": m["UA"], "WA": m["WA"]})
     return out
 
 
-def _evaluate(model, streams, labels, classes, device, segments_frames=None):
-    if segments_frames:
-        from ser_pipeline.models.segments import average_segment_posteriors
-
-        seg_streams, _, owner = _segment(streams, labels, segments_frames)
-        post = average_segment_posteriors(_predict(model, seg_streams, device), owner)
-    else:
-        post = _predict(model, streams, device)
-    return scores(labels, post.argmax(axis=1), classes)
-
-
 def run_training(spec: dict) -> dict:
-    """spec keys: model_name, model (config entry), classes, fold_file, fold, manifest, stores,
-    size, seed, device, protocol."""
-    from ser_pipeline.models import build_model
+    """Train and evaluate one job; ``spec`` is built by :func:`ser_pipeline.config.train_spec`.
+
+    Returns the result record (see docs/design.md, "Result files"); with ``spec["model_dir"]``
+    the trained model is saved there too.
+    """
+    from ser_pipeline.models import build_model, model_class
 
     t0 = time.time()
-    model_cfg = spec["model"]
-    train_cfg = train_spec_defaults(model_cfg.get("train"))
+    name, model_cfg = spec["model_name"], spec["model"]
+    opts = train_options(model_cfg.get("train"), f"models.{name}.train")
     device, seed = spec["device"], int(spec["seed"])
+    cls = model_class(model_cfg["arch"])
+    need_ref = "reference" in cls.needs
+    if need_ref != bool(opts["reference"]):
+        raise ConfigError(f"models.{name}.train.reference: " + (
+            f"arch '{model_cfg['arch']}' conditions on a reference utterance; say which (e.g. {{label: neu}})"
+            if need_ref else f"arch '{model_cfg['arch']}' takes no reference utterance; remove the key"))
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    classes = list(spec["classes"])
-    folds = read_fold_file(spec["fold_file"])
-    fold = next((f for f in folds["folds"] if f["name"] == spec["fold"]), None)
-    if fold is None:
-        raise ConfigError(f"{spec['fold_file']}: no fold named {spec['fold']}")
-    manifest = read_manifest(spec["manifest"]).set_index("utt_id")
-    label_of = manifest["label"].to_dict()
-    unknown = {label_of[u] for u in fold["train"] + fold["test"]} - set(classes)
-    if unknown:
-        raise ConfigError(f"labels {sorted(unknown)} in {spec['manifest']} are not in corpora.*.classes {classes}")
+    data = load_fold(spec, opts, seed, need_ref)
+    if (opts["select_on_val"] or isinstance(opts["batch_size"], list)) and "val" not in data.parts:
+        raise ConfigError(f"models.{name}.train: select_on_val / a batch-size list choose on the validation "
+                          f"part, but protocol '{spec['protocol']}' has none")
+    plan = reference_plan(data, opts) if need_ref else None
+    train = data.parts["train"]
+    input_dims = {s: int(train.streams[s][0].shape[1]) for s in spec["stores"]}
+    hparams = model_cfg.get("hparams") or {}
 
-    train_ids = subsample_per_class(fold["train"], [label_of[u] for u in fold["train"]], spec["size"], seed)
-    parts = {"train": train_ids, "val": fold["val"], "test": fold["test"]}
-    # One bulk read per store for the whole fold, then split: the parts interleave in the store.
-    every = Streams(spec["stores"], [u for ids in parts.values() for u in ids])
-    bounds = np.cumsum([0] + [len(ids) for ids in parts.values()])
-    data = {p: every.subset(range(bounds[i], bounds[i + 1])) for i, (p, ids) in enumerate(parts.items()) if ids}
-    labels = {p: np.array([classes.index(label_of[u]) for u in ids]) for p, ids in parts.items() if ids}
+    def build():
+        return build_model(model_cfg["arch"], input_dims, len(data.classes), hparams,
+                           n_speakers=len(data.train_speakers))
 
-    arrays = {p: dict(d.data) for p, d in data.items()}
-    if train_cfg["max_frames"]:
-        mf = int(train_cfg["max_frames"])
-        arrays = {p: {s: [a[:mf] for a in v] for s, v in d.items()} for p, d in arrays.items()}
-    for stream, k in (train_cfg["pool_frames"] or {}).items():
-        if stream not in spec["stores"]:
-            raise ConfigError(f"models.{spec['model_name']}.train.pool_frames: no input stream '{stream}'")
-        arrays = {p: {**d, stream: [average_frames(a, int(k)) for a in d[stream]]} for p, d in arrays.items()}
-    if train_cfg["normalize"] == "zscore":
-        for stream in spec["stores"]:
-            stats = zscore_stats(arrays["train"][stream])
-            for p in arrays:
-                arrays[p][stream] = apply_zscore(arrays[p][stream], stats)
-    elif train_cfg["normalize"] not in ("none", None):
-        raise ConfigError(f"models.{spec['model_name']}.train.normalize: '{train_cfg['normalize']}' is not zscore/none")
+    if cls.kind == "classical":
+        from ser_pipeline.training.classical import ClassicalEvaluator, fit_classical
 
-    seg_frames = None
-    train_streams, train_labels = arrays["train"], labels["train"]
-    if train_cfg["input_mode"] == "segments":
-        rate = data["train"].meta["audio"]["frame_rate"] or 100.0
-        seg_frames = int(round(train_cfg["segment_seconds"] * rate))
-        train_streams, train_labels, _ = _segment(train_streams, train_labels, seg_frames)
-    elif train_cfg["input_mode"] != "whole":
-        raise ConfigError(f"models.{spec['model_name']}.train.input_mode must be whole or segments")
+        fit = fit_classical(build(), data, opts, name)
+        fit["evaluator"] = ClassicalEvaluator(data)
+    else:
+        from ser_pipeline.training.neural import fit_neural
 
-    input_dims = {s: arrays["train"][s][0].shape[1] for s in spec["stores"]}
-    model = build_model(model_cfg["arch"], input_dims, len(classes), model_cfg.get("hparams") or {}).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]), weight_decay=float(train_cfg["weight_decay"]))
-
-    n = len(train_labels)
-    weights = np.ones(n, dtype=np.float32)
-    if train_cfg["class_weights"]:
-        counts = np.bincount(train_labels, minlength=len(classes)).astype(np.float32)
-        weights *= (n / (len(classes) * np.maximum(counts, 1)))[train_labels]
-    if train_cfg["length_weights"]:
-        lengths = np.array([len(a) for a in next(iter(train_streams.values()))], dtype=np.float32)
-        weights *= lengths.mean() / np.maximum(lengths, 1)
-    weights = weights / weights.mean()
-    w_t = torch.from_numpy(weights.astype(np.float32))
-    y_t = torch.from_numpy(train_labels.astype(np.int64))
-
-    history, best = [], None
-    lengths = [len(a) for a in next(iter(train_streams.values()))]
-    for epoch in range(1, int(train_cfg["epochs"]) + 1):
-        model.train()
-        total = 0.0
-        for idx in length_buckets(lengths, int(train_cfg["batch_size"]), rng):
-            batch = make_batch(train_streams, idx, device)
-            loss = (F.cross_entropy(model(batch), y_t[idx].to(device), reduction="none") * w_t[idx].to(device)).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        entry = {"epoch": epoch, "train_loss": total / n}
-        if "val" in arrays:
-            val = _evaluate(model, arrays["val"], labels["val"], classes, device, seg_frames)
-            entry["val_UA"], entry["val_WA"] = val["UA"], val["WA"]
-            if train_cfg["select_on_val"] and (best is None or val["UA"] > best[0]):
-                best = (val["UA"], epoch, copy.deepcopy(model.state_dict()))
-        history.append(entry)
-    selected = int(train_cfg["epochs"])
-    if train_cfg["select_on_val"]:
-        if best is None:
-            raise ConfigError(f"models.{spec['model_name']}.train.select_on_val needs a protocol with a validation part")
-        selected = best[1]
-        model.load_state_dict(best[2])
-
+        fit = fit_neural(build, data, opts, device, seed, plan, name)
+    model = fit["model"]
+    test_metrics, test_probs = fit["evaluator"].scores(model, "test")
+    predictions = {"test": _predictions(data.parts["test"], test_probs)}
+    if "val" in data.parts:
+        val_metrics, val_probs = fit["evaluator"].scores(model, "val")
+        predictions["val"] = _predictions(data.parts["val"], val_probs)
+    else:
+        val_metrics = None
+    fold, doc = data.fold, data.fold_doc
+    n_train_orig = len(train) - data.augmented
     result = {
-        "model": spec["model_name"],
+        "model": name,
         "arch": model_cfg["arch"],
+        "kind": cls.kind,
         "corpus": spec["corpus"],
         "protocol": spec["protocol"],
-        "protocol_description": folds["description"],
+        "protocol_description": doc["description"],
         "fold": fold["name"],
         "test_session": fold.get("test_session"),
         "test_speaker": fold.get("test_speaker"),
+        "val_speaker": fold.get("val_speaker"),
         "size_per_class": spec["size"],
         "seed": seed,
-        "n_train": len(train_ids),
-        "n_train_per_class": {c: int((labels["train"] == i).sum()) for i, c in enumerate(classes)},
-        "n_val": len(parts["val"]),
-        "n_test": len(parts["test"]),
-        "metrics": _evaluate(model, arrays["test"], labels["test"], classes, device, seg_frames),
+        "labels": doc["labels"],
+        "class_counts": {p: {c: int((data.parts[p].y[:n_train_orig if p == "train" else None] == i).sum())
+                             for i, c in enumerate(data.classes)} if p in data.parts else {c: 0 for c in data.classes}
+                         for p in ("train", "val", "test")},
+        "n_train": n_train_orig,
+        "n_train_augmented": data.augmented,
+        "n_train_per_class": None,
+        "size_clamped": data.clamped,
+        "n_val": len(data.parts["val"]) if "val" in data.parts else 0,
+        "n_test": len(data.parts["test"]),
+        "notes": list(doc.get("notes", [])),
+        "metrics": test_metrics,
+        "val_metrics": val_metrics,
+        "predictions": predictions,
         "metric_definitions": DEFINITIONS,
-        "selected_epoch": selected,
-        "epoch_selection": "best validation UA" if train_cfg["select_on_val"] else "fixed epochs, no early stopping",
-        "history": history,
-        "train": train_cfg,
-        "hparams": model_cfg.get("hparams") or {},
-        "features": {s: d for s, d in data["train"].meta.items()},
-        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "selected_epoch": fit.get("selected_epoch"),
+        "epoch_selection": ("best validation UA" if opts["select_on_val"] else "fixed epochs, no early stopping")
+        if cls.kind == "neural" else "not applicable (classical model)",
+        "history": fit.get("history", []),
+        "convergence": fit.get("convergence"),
+        "training": {**opts, **({"batch_size": fit["batch_size"]} if "batch_size" in fit else {})},
+        "options_text": describe(opts),
+        "hparams": hparams,
+        "features": {s: {**m, "config": spec.get("features", {}).get(s)} for s, m in data.meta.items()},
+        "n_parameters": int(sum(p.numel() for p in model.parameters())) if cls.kind == "neural" else None,
         "device": device,
-        "wall_seconds": round(time.time() - t0, 2),
         "digest": spec.get("digest"),
     }
+    result["n_train_per_class"] = result["class_counts"]["train"]
+    if data.clamped:
+        result["notes"].append(f"size {spec['size']} per class exceeds what the training part has for "
+                               f"{data.clamped}: those classes use all they have")
+    if "batch_size_selection" in fit:
+        result["batch_size_selection"] = fit["batch_size_selection"]
+    if cls.kind == "classical":
+        result["classical"] = fit["classical"]
+    if need_ref:
+        result["reference"] = {"rule": reference_rule(opts["reference"]),
+                               "test_reference": plan["test"],
+                               "reference_scored": True,
+                               "reference_scored_note": "each test speaker's reference utterance is also "
+                                                        "one of the scored test utterances"}
+        if opts["reference"]["eval_first_n"]:
+            result["metrics_by_reference"] = _reference_sweep(fit, data, opts)
+    if spec.get("model_dir"):
+        _save(spec, result, fit, data, input_dims, opts, plan)
+    result["wall_seconds"] = round(time.time() - t0, 2)
     return result
+
+
+def _save(spec, result, fit, data, input_dims, opts, plan) -> None:
+    from ser_pipeline.training.checkpoint import save_model_dir
+
+    record = {
+        "model_name": result["model"], "arch": result["arch"], "kind": result["kind"],
+        "hparams": result["hparams"], "input_dims": input_dims, "n_classes": len(data.classes),
+        "n_speakers": len(data.train_speakers), "classes": data.classes, "labels": result["labels"],
+        "training": result["training"], "features": result["features"],
+        "trained_on": {k: result[k] for k in ("corpus", "protocol", "fold", "size_per_class", "seed")},
+        "code_digest": spec.get("digest"),
+    }
+    if opts["save_embeddings"] and hasattr(fit["model"], "embed") and result["kind"] == "neural":
+        record["embeddings"] = "embeddings.npz"
+    save_model_dir(spec["model_dir"], fit["model"], record, data.norm)
+    if record.get("embeddings"):
+        _save_embeddings(spec, fit, data, plan)
+        result["embeddings"] = f"{spec['model_dir']}/embeddings.npz"
+
+
+def _save_embeddings(spec, fit, data, plan) -> None:
+    """Validation + test embeddings (the fold's unseen speakers), for probes and t-SNE plots."""
+    from pathlib import Path
+
+    from ser_pipeline.atomic import atomic_path
+    from ser_pipeline.training.neural import embed
+
+    parts = [p for p in ("val", "test") if p in data.parts]
+    emb = [embed(fit["model"], data.parts[p], fit["batcher"], data, p, plan[p] if plan else None) for p in parts]
+    ids = [u for p in parts for u in data.parts[p].ids]
+    with atomic_path(Path(spec["model_dir"]) / "embeddings.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, embeddings=np.concatenate(emb), utt_id=np.array(ids),
+                     speaker=np.array([s for p in parts for s in data.parts[p].speakers]),
+                     label=np.array([data.classes[y] for p in parts for y in data.parts[p].y]))

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_pipeline.corpora import LOADERS, prepare_corpus
+from ser_pipeline.config import registry
+from ser_pipeline.corpora import prepare_corpus
 from ser_pipeline.corpora import iemocap
-from ser_pipeline.corpora.iemocap import prepare_iemocap, script_id
+from ser_pipeline.corpora.iemocap import STANDARD_CLASSES, prepare_iemocap, script_id
 from ser_pipeline.errors import ConfigError, CorpusError
 
 SR = 16000
@@ -45,6 +46,7 @@ def build_tree(root, turns):
     return release
 
 
+STANDARD = {"merge_excited": True, "classes": STANDARD_CLASSES}
 TURNS = [
     ("Ses01F_impro01_F000", "neu", 0.5, 1.5, "Excuse me."),
     ("Ses01F_impro01_M000", "ang", 2.0, 3.25, "Do you have your forms?"),  # the speaker trap
@@ -70,8 +72,16 @@ def test_speaker_is_session_plus_letter_of_the_turn_not_of_the_dialogue(tree):
     assert row.corpus == "iemocap"
 
 
-def test_excited_merged_into_happy_and_other_labels_dropped(tree):
+def test_default_keeps_every_turn_with_its_own_label(tree):
     df = prepare_iemocap(tree).set_index("utt_id")
+    assert len(df) == len(TURNS)
+    assert df.loc["Ses01F_impro01_F001", "label"] == "exc"
+    assert df.loc["Ses01F_impro01_M001", "label"] == "fru"
+    assert df.loc["Ses01F_impro01_F002", "label"] == "xxx"
+
+
+def test_excited_merged_into_happy_and_other_labels_dropped(tree):
+    df = prepare_iemocap(tree, **STANDARD).set_index("utt_id")
     assert df.loc["Ses01F_impro01_F001", "label"] == "hap"
     assert "Ses01F_impro01_M001" not in df.index  # fru
     assert "Ses01F_impro01_F002" not in df.index  # xxx
@@ -79,12 +89,12 @@ def test_excited_merged_into_happy_and_other_labels_dropped(tree):
 
 
 def test_merge_off_keeps_exc_apart(tree):
-    df = prepare_iemocap(tree, merge_excited=False).set_index("utt_id")
+    df = prepare_iemocap(tree, merge_excited=False, classes=STANDARD_CLASSES).set_index("utt_id")
     assert "Ses01F_impro01_F001" not in df.index
     df = prepare_iemocap(tree, merge_excited=False, classes=("neu", "hap", "exc", "sad", "ang"))
     assert df.set_index("utt_id").loc["Ses01F_impro01_F001", "label"] == "exc"
     with pytest.raises(ConfigError, match="exc"):
-        prepare_iemocap(tree, classes=("hap", "exc"))
+        prepare_iemocap(tree, merge_excited=True, classes=("hap", "exc"))
 
 
 def test_sentence_audio_has_header_duration_and_no_times(tree):
@@ -105,7 +115,8 @@ def test_dialog_audio_uses_evaluation_times(tree):
 
 def test_mode_and_script_ids(tree):
     df = prepare_iemocap(tree).set_index("utt_id")
-    assert tuple(df.loc["Ses01F_impro01_F000", ["mode", "script"]]) == ("improvised", "impro01")
+    # improvisations share no text across sessions, so they are no script (see script_id)
+    assert tuple(df.loc["Ses01F_impro01_F000", ["mode", "script"]]) == ("improvised", "")
     assert tuple(df.loc["Ses01M_script01_2_M000", ["mode", "script"]]) == ("scripted", "script01_2")
     only = prepare_iemocap(tree, improvised_only=True)
     assert set(only["mode"]) == {"improvised"}
@@ -143,7 +154,7 @@ def test_hidden_files_and_annotator_subfolders_are_ignored(tree):
     (ev / "._Ses01F_impro01.txt").write_text("[1.0000 - 2.0000]\tSes01F_impro01_F777\tneu\t[1, 1, 1]\n")
     (ev / "Categorical").mkdir()
     (ev / "Categorical" / "Ses01F_impro01_e2_cat.txt").write_text("[0.1 - 0.2]\tSes01F_impro01_F999\tneu\t[1, 1, 1]\n")
-    assert len(prepare_iemocap(tree)) == 5
+    assert len(prepare_iemocap(tree, **STANDARD)) == 5
 
 
 def test_standard_set_with_wrong_counts_fails_with_expected_numbers(tmp_path):
@@ -163,11 +174,11 @@ def test_standard_counts_pass_when_they_match(tmp_path, monkeypatch):
 
 
 def test_counts_not_checked_when_sessions_are_missing(tree):
-    assert len(prepare_iemocap(tree, check_standard_counts=True)) == 5
+    assert len(prepare_iemocap(tree, check_standard_counts=True)) == len(TURNS)
 
 
 def test_parent_folder_is_accepted(tree):
-    assert len(prepare_iemocap(tree.parent)) == 5
+    assert len(prepare_iemocap(tree.parent)) == len(TURNS)
 
 
 def test_unknown_label_names_file_and_line(tree):
@@ -190,10 +201,10 @@ def test_not_a_corpus_folder(tmp_path):
 
 
 def test_registry_dispatches_and_rejects_bad_options(tree):
-    assert {"iemocap", "csv"} <= set(LOADERS)
-    assert len(prepare_corpus("iemocap", root=tree)) == 5
+    assert {"iemocap", "csv"} <= set(registry("loader"))
+    assert len(prepare_corpus("iemocap", root=tree)) == len(TURNS)
     df = prepare_corpus("iemocap", str(tree), corpus="iemocap_dev", audio_source="dialog")
-    assert set(df.corpus) == {"iemocap_dev"} and len(df) == 5
+    assert set(df.corpus) == {"iemocap_dev"} and len(df) == len(TURNS)
     with pytest.raises(ConfigError, match="multiple values"):
         prepare_corpus("iemocap", tree, root=tree)
     with pytest.raises(ConfigError, match="unknown"):

@@ -77,9 +77,12 @@ def test_filter_keeps_only_matching_rows_and_bad_column_is_named():
         make_folds(df, {"scheme": "leave_one_session_out", "filter": {"nosuch": 1}})
 
 
+LABELS = {"classes": ["neu", "hap", "sad", "ang"]}
+
+
 def test_fold_file_round_trip_records_protocol(tmp_path):
     df = _manifest()
-    doc = write_fold_file(df, {"scheme": "leave_one_session_out"}, tmp_path / "f.json", "c", "loso")
+    doc = write_fold_file(df, {"scheme": "leave_one_session_out", "labels": LABELS}, tmp_path / "f.json", "c", "loso")
     back = read_fold_file(tmp_path / "f.json")
     assert back == json.loads(json.dumps(doc))
     assert "held-out session" in back["description"]
@@ -116,6 +119,6 @@ def test_unexpected_fold_count_is_refused_before_anything_is_written(tmp_path):
     from ser_pipeline.errors import CorpusError
 
     with pytest.raises(CorpusError, match="expects 5"):
-        write_fold_file(_manifest(), {"scheme": "leave_one_session_out"}, tmp_path / "f.json", "c", "loso",
-                        expected_folds=5)
+        write_fold_file(_manifest(), {"scheme": "leave_one_session_out", "labels": LABELS}, tmp_path / "f.json",
+                        "c", "loso", expected_folds=5)
     assert list(tmp_path.iterdir()) == []

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ser_pipeline.errors import ConfigError
-from ser_pipeline.models import ARCH_MODULES, build_model, model_class
+from ser_pipeline.models import arch_modules, build_model, model_class
 from ser_pipeline.models.masking import (
     lengths_to_mask,
     mask_to_lengths,
@@ -34,10 +34,10 @@ def make_batch(lengths, dim=D, seed=0, pad_value=None):
 
 def test_registry_names():
     assert {"mean_pool", "mean_max_pool", "attention_pool", "mlp_pool", "ma_crnn",
-            "bimodal_align"} <= set(ARCH_MODULES)
+            "bimodal_align"} <= set(arch_modules())
 
 
-NEURAL = [n for n in sorted(ARCH_MODULES) if model_class(n).kind == "neural"]
+NEURAL = [n for n in sorted(arch_modules()) if model_class(n).kind == "neural"]
 
 
 @pytest.mark.parametrize("name", NEURAL)
@@ -50,7 +50,7 @@ def test_default_hparams_complete_and_fresh(name):
     assert cls.streams in (("audio",), ("audio", "text"))
 
 
-@pytest.mark.parametrize("name", sorted(ARCH_MODULES))
+@pytest.mark.parametrize("name", sorted(arch_modules()))
 def test_unknown_hparam_names_the_key(name):
     dims = {s: 16 for s in model_class(name).streams}
     with pytest.raises(ValueError, match="no_such_knob"):

@@ -33,8 +33,9 @@ def corpus(tmp_path_factory):
     with write_store(tmp / "f.zarr", 6, {"extractor": "synthetic", "frame_rate": 100.0}) as w:
         for u, x in feats.items():
             w.add(u, x)
-    write_fold_file(df, {"scheme": "leave_one_session_out"}, tmp / "loso.json", "synth", "loso")
-    write_fold_file(df, {"scheme": "leave_one_speaker_out"}, tmp / "lospk.json", "synth", "lospk")
+    labels = {"classes": CLASSES}
+    write_fold_file(df, {"scheme": "leave_one_session_out", "labels": labels}, tmp / "loso.json", "synth", "loso")
+    write_fold_file(df, {"scheme": "leave_one_speaker_out", "labels": labels}, tmp / "lospk.json", "synth", "lospk")
     return tmp
 
 
@@ -42,7 +43,7 @@ def _spec(tmp, arch, fold_file="loso.json", size="full", train=None, hparams=Non
     return {"model_name": f"m_{arch}", "model": {"arch": arch, "inputs": {"audio": "f"}, "hparams": hparams or {},
                                                  "train": {"epochs": 15, "lr": 3e-3, **(train or {})}},
             "corpus": "synth", "protocol": fold_file[:-5], "fold": "f01", "size": size, "seed": 0,
-            "classes": CLASSES, "device": "cpu", "manifest": str(tmp / "manifest.csv"),
+            "device": "cpu", "manifest": str(tmp / "manifest.csv"),
             "fold_file": str(tmp / fold_file), "stores": {"audio": str(tmp / "f.zarr")}}
 
 
@@ -82,7 +83,7 @@ def test_unknown_train_key_is_named(corpus):
 
 
 def test_average_frames_keeps_the_tail():
-    from ser_pipeline.training.loop import average_frames
+    from ser_pipeline.training.fold_data import average_frames
 
     a = np.arange(10, dtype=np.float32).reshape(5, 2)
     out = average_frames(a, 2)

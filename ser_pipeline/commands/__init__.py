@@ -1,0 +1,1 @@
+"""One module per CLI stage; see ser_pipeline.cli."""

@@ -1,0 +1,17 @@
+"""``prepare``: read a corpus into the manifest and report what it holds."""
+from __future__ import annotations
+
+import click
+
+from ser_pipeline.cli import parse_spec
+
+
+@click.command("prepare")
+@click.option("--spec", required=True, help="JSON: {corpus, loader, path, options}")
+@click.option("--out", required=True, type=click.Path(), help="manifest CSV to write")
+def command(spec, out):
+    """Read a corpus into the manifest (every labelled utterance) and report it."""
+    from ser_pipeline.corpora.prepare import prepare_manifest
+
+    s = parse_spec(spec)
+    click.echo(prepare_manifest(s["loader"], s["path"], s["corpus"], s.get("options") or {}, out))
