@@ -67,6 +67,10 @@ ARCH_MODULES = {
     "mlp_pool": "pooling",
     "bimodal_align": "bimodal",
     "ma_crnn": "ma_crnn",
+    "li_emotion_only": "li_adversarial",
+    "li_multitask": "li_adversarial",
+    "li_dat": "li_adversarial",
+    "li_menan": "li_adversarial",
 }
 NEEDS = frozenset({"speaker", "utt_id", "reference"})
 
