@@ -1,4 +1,4 @@
-"""Scaling curves and confusion matrices, as PNG and SVG (matplotlib, no display needed)."""
+"""Scaling curves, confusion matrices and per-speaker scores, as PNG and SVG (matplotlib, no display needed)."""
 from __future__ import annotations
 
 import numpy as np
@@ -102,4 +102,53 @@ def confusion_plot(exp: dict, runs: list[dict], out_png: str) -> None:
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=150)
+    plt.close(fig)
+
+
+def speaker_plot(exp_name: str, exp: dict, runs: list[dict], out_png: str, out_svg: str | None = None) -> None:
+    """Per-speaker UA, one column per system, a grey line joining each speaker across systems.
+
+    A mean over folds can hide a system that wins on a few speakers by a lot and loses on
+    most; the lines show that at a glance. One panel per training size.
+    """
+    from ser_pipeline.reporting.comparison import compare_runs, reference_model
+    from ser_pipeline.reporting.runs import by_model, size_key
+
+    plt = _plt()
+    models = list(exp["models"])
+    grouped = by_model(runs, models)
+    _, info = compare_runs(exp, grouped, ["UA"], bootstrap=False)
+    means = info["speaker_means"]
+    ref = reference_model(exp)
+    sizes = sorted({s for _, s in means}, key=size_key)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(max(4.0, 1.4 * len(models) + 1.5) * len(sizes), 4.2),
+                             squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, size in zip(axes[0], sizes):
+        present = [m for m in models if (m, size) in means]
+        speakers = sorted(means[(present[0], size)])
+        grid = np.array([[means[(m, size)][s] for m in present] for s in speakers])  # speakers x systems
+        x = np.arange(len(present))
+        for row in grid:
+            ax.plot(x, row, color="grey", lw=0.8, alpha=0.6, zorder=1)
+        ax.boxplot([grid[:, j] for j in range(len(present))], positions=x, widths=0.45, showfliers=False,
+                   medianprops={"color": "black"}, zorder=2)
+        for j in range(len(present)):
+            ax.scatter(x[j] + rng.uniform(-0.06, 0.06, len(speakers)), grid[:, j], s=18, zorder=3)
+        labels = []
+        for j, m in enumerate(present):
+            if m == ref:
+                labels.append(f"{m}\n(reference)")
+            else:
+                k = present.index(ref) if ref in present else None
+                better = int((grid[:, j] > grid[:, k]).sum()) if k is not None else 0
+                labels.append(f"{m}\nbetter on {better}/{len(speakers)}")
+        ax.set_xticks(x, labels, fontsize=7, rotation=20, ha="right")
+        ax.set_ylabel("UA per test speaker (%, mean over seeds)")
+        ax.set_title(f"{exp.get('title', exp_name)}\nper class: {size}; {len(speakers)} speakers", fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    for out in [out_png] + ([out_svg] if out_svg else []):
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=out.rsplit(".", 1)[1], dpi=150)
     plt.close(fig)
