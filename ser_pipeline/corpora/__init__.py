@@ -19,6 +19,8 @@ from ser_pipeline.errors import ConfigError
 LOADERS = {
     "iemocap": ("iemocap", "prepare_iemocap"),
     "csv": ("csv_corpus", "prepare_csv_corpus"),
+    "cmu_mosei": ("cmu_mosei", "prepare_cmu_mosei"),
+    "fau_aibo": ("fau_aibo", "prepare_fau_aibo"),
 }
 
 __all__ = ["LOADERS", "loader_function", "prepare_corpus"]
