@@ -123,7 +123,7 @@ def check_references(cfg: dict, source: str = "config") -> None:
             raise err(f"corpora.{name}.loader", f"'{corpus['loader']}' is not a loader ({sorted(loaders)})")
         if "demo" not in corpus and "path" not in corpus:
             raise err(f"corpora.{name}", "give 'path' (your corpus) or 'demo' (generate one)")
-        if "demo" in corpus and corpus["loader"] not in demos:
+        if "demo" in corpus and corpus["loader"] not in demos:  # noqa: SIM102
             raise err(f"corpora.{name}.demo", f"no demo generator for loader '{corpus['loader']}' "
                                               f"(demos exist for {sorted(demos)})")
         if corpus.get("labels"):
@@ -338,9 +338,10 @@ def demo_spec(cfg: dict, corpus: str) -> dict:
 
 def prepare_spec(cfg: dict, corpus: str) -> dict:
     c = cfg["corpora"][corpus]
+    extra = [registry("loader")[c["loader"]]] + ([registry("demo")[c["loader"]]] if "demo" in c else [])
     return _spec("prepare", {"corpus": corpus, "loader": c["loader"], "path": corpus_root(cfg, corpus),
-                             "options": c.get("options", {}), "audit": c.get("audit", {})},
-                 registry("loader")[c["loader"]])
+                             "demo": c.get("demo"), "options": c.get("options", {}), "audit": c.get("audit", {})},
+                 *extra)
 
 
 def utterances_spec(cfg: dict, corpus: str) -> dict:

@@ -14,4 +14,4 @@ def command(spec, out):
     from ser_pipeline.corpora.prepare import prepare_manifest
 
     s = parse_spec(spec)
-    click.echo(prepare_manifest(s["loader"], s["path"], s["corpus"], s.get("options") or {}, out))
+    click.echo(prepare_manifest(s["loader"], s["path"], s["corpus"], s.get("options") or {}, out, s.get("demo")))

@@ -15,26 +15,21 @@ Generation is deterministic: same seed and espeak-ng version give byte-identical
 from __future__ import annotations
 
 import functools
-import json
-import shutil
-import subprocess
-import zlib
+import shutil  # noqa: F401  (tests patch demo.shutil.which to hide espeak-ng)
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
-from math import gcd
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 import yaml
-from scipy.signal import resample_poly
 
 from ser_pipeline import SAMPLE_RATE
-from ser_pipeline.atomic import atomic_path, write_text
+from ser_pipeline.atomic import atomic_path
 from ser_pipeline.audio import write_audio
-from ser_pipeline.errors import ConfigError, CorpusError
 from ser_pipeline.corpora import register_demo
+from ser_pipeline.corpora.espeak import (check_ints, espeak_version, find_espeak, noise_floor,
+                                         read_marker, synthesise, write_marker)
 from ser_pipeline.corpora.iemocap import RELEASE_DIR, prepare_iemocap, script_id
 
 DEMO_VERSION = 1  # bump whenever the output for a given seed changes
@@ -54,7 +49,6 @@ UTTERANCE_SD = (7, 25, 15, 18)
 SPEAKER_SD = (4, 10, 8, 6)
 PROSODY_LIMITS = ((5, 95), (20, 250), (90, 280), (30, 190))
 SPEAKER_GAIN_SD_DB, UTTERANCE_GAIN_SD_DB = 1.0, 2.5
-NOISE_RMS = 3e-4  # a recording-room floor, so silences are not digital zero
 
 # Wording: share of turns carrying a phrase of their emotion, of the rest carrying a neutral
 # filler, of turns with a stray phrase of another emotion, and of scripted turns whose line
@@ -116,17 +110,17 @@ def generate_demo_corpus(out_dir, seed: int = 0, utterances_per_speaker_per_clas
     seed, n, sessions = _check_sizes(seed, utterances_per_speaker_per_class, sessions)
     params = {"version": DEMO_VERSION, "seed": seed, "utterances_per_speaker_per_class": n,
               "sessions": sessions}
-    if release.is_dir() and _read_marker(marker) == params:
+    if release.is_dir() and read_marker(marker) == params:
         return release
     plan = plan_demo_corpus(seed, n, sessions)
-    exe = _espeak_exe()
+    exe = find_espeak()
     marker.unlink(missing_ok=True)
     with atomic_path(release) as tmp, ThreadPoolExecutor(max_workers=2) as pool:
         tmp.mkdir()
         for session in dict.fromkeys(d.session for d in plan):
             _render_session(tmp, [d for d in plan if d.session == session], seed, exe, pool)
         _write_readme(tmp, params, plan, exe)
-    write_text(marker, json.dumps(params, sort_keys=True) + "\n")
+    write_marker(marker, params)
     return release
 
 
@@ -143,11 +137,7 @@ def prepare_demo_corpus(out_dir, seed: int = 0, utterances_per_speaker_per_class
 # ---------------------------------------------------------------- planning
 
 def _check_sizes(seed, n, sessions) -> tuple[int, int, int]:
-    for key, value, low in (("seed", seed, 0), ("utterances_per_speaker_per_class", n, 1),
-                            ("sessions", sessions, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(f"{key}: must be an integer >= {low}, got {value!r}")
-    return int(seed), int(n), int(sessions)
+    return tuple(check_ints(seed=(seed, 0), utterances_per_speaker_per_class=(n, 1), sessions=(sessions, 1)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -286,38 +276,12 @@ def _turn(rng, utt_id: str, label: str, text: str, profile) -> DemoUtterance:
 
 # ---------------------------------------------------------------- rendering
 
-def _espeak_exe() -> str:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise CorpusError("espeak-ng not found on PATH: it synthesises the demo corpus "
-                          "(install it, e.g. apt-get install espeak-ng)")
-    return exe
+_espeak_exe = find_espeak  # kept for benchmarks/bench_extractors.py
 
 
 def _synthesise(exe: str, u: DemoUtterance) -> np.ndarray:
-    ssml = f'<speak><prosody range="{u.pitch_range}%">{escape(u.text)}</prosody></speak>'
-    cmd = [exe, "-m", "-z", "-v", u.voice, "-p", str(u.pitch), "-s", str(u.rate),
-           "-a", str(u.amplitude), "--stdout", ssml]
-    res = subprocess.run(cmd, capture_output=True)
-    if res.returncode != 0 or not res.stdout.startswith(b"RIFF"):
-        raise CorpusError(f"espeak-ng failed for {u.utt_id} (exit {res.returncode}): "
-                          f"{res.stderr.decode(errors='replace').strip()} [{' '.join(cmd)}]")
-    return _decode(res.stdout, u.utt_id)
-
-
-def _decode(wav: bytes, utt_id: str) -> np.ndarray:
-    """16 kHz float32 from espeak's streamed wav, whose size fields are placeholders."""
-    sr = int.from_bytes(wav[24:28], "little")
-    channels, bits = int.from_bytes(wav[22:24], "little"), int.from_bytes(wav[34:36], "little")
-    data = wav.find(b"data", 36)
-    if channels != 1 or bits != 16 or data < 0:
-        raise CorpusError(f"espeak-ng output for {utt_id} is not 16-bit mono wav")
-    raw = wav[data + 8:]
-    x = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.float64) / 32768.0
-    if x.size == 0:
-        raise CorpusError(f"espeak-ng produced no audio for {utt_id}")
-    g = gcd(SAMPLE_RATE, sr)
-    return resample_poly(x, SAMPLE_RATE // g, sr // g).astype(np.float32)
+    return synthesise(exe, u.text, voice=u.voice, pitch=u.pitch, pitch_range=u.pitch_range, rate=u.rate,
+                      amplitude=u.amplitude, name=u.utt_id)
 
 
 def _render_session(release: Path, dialogs: list[DemoDialog], seed: int, exe: str, pool) -> None:
@@ -333,8 +297,7 @@ def _write_dialog(session_dir: Path, d: DemoDialog, audio: dict, seed: int) -> N
         t += _aligned(u.gap_before * SAMPLE_RATE)
         spans.append((t, t + _aligned(len(audio[u.utt_id]))))
         t = spans[-1][1]
-    rng = np.random.default_rng([seed, zlib.crc32(d.name.encode())])
-    x = rng.normal(0.0, NOISE_RMS, t + int(TAIL_SECONDS * SAMPLE_RATE)).astype(np.float32)
+    x = noise_floor(seed, d.name, t + int(TAIL_SECONDS * SAMPLE_RATE))
     for u, (a, b) in zip(d.utterances, spans):
         y = audio[u.utt_id]
         x[a:a + len(y)] += y * np.float32(10 ** (u.gain_db / 20))
@@ -376,7 +339,7 @@ def _evaluation_block(u: DemoUtterance, start: float, end: float) -> list[str]:
 
 
 def _write_readme(release: Path, params: dict, plan: list[DemoDialog], exe: str) -> None:
-    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
+    version = espeak_version(exe)
     labels = [u.label for d in plan for u in d.utterances]
     counts = ", ".join(f"{lab} {labels.count(lab)}" for lab in ("neu", "hap", "exc", "sad", "ang", "fru", "xxx"))
     (release / "README.demo.txt").write_text(
@@ -392,9 +355,3 @@ def _write_readme(release: Path, params: dict, plan: list[DemoDialog], exe: str)
         f"espeak-ng: {version}\n"
         f"EmoEvaluation labels: {counts}\n")
 
-
-def _read_marker(marker: Path):
-    try:
-        return json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None

@@ -16,7 +16,13 @@ from ser_pipeline.manifest import read_manifest, write_manifest
 from ser_pipeline.protocols.labels import map_labels
 
 
-def prepare_manifest(loader: str, path, corpus: str, options: dict, out) -> str:
+def prepare_manifest(loader: str, path, corpus: str, options: dict, out, demo: dict | None = None) -> str:
+    """Write the manifest of corpus ``corpus``; with ``demo``, ``path`` is where the demo
+    generator put it (the generator returns the corpus root without regenerating it)."""
+    if demo is not None:
+        from ser_pipeline.corpora import demo_function
+
+        path = demo_function(loader)(path, **demo)
     df = prepare_corpus(loader, path, corpus=corpus, **options)
     if df.empty:
         raise CorpusError(f"corpus {corpus} ({path}): the loader found no utterance")
