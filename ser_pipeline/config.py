@@ -123,7 +123,7 @@ def check_references(cfg: dict, source: str = "config") -> None:
             raise err(f"corpora.{name}.loader", f"'{corpus['loader']}' is not a loader ({sorted(loaders)})")
         if "demo" not in corpus and "path" not in corpus:
             raise err(f"corpora.{name}", "give 'path' (your corpus) or 'demo' (generate one)")
-        if "demo" in corpus and corpus["loader"] not in demos:  # noqa: SIM102
+        if "demo" in corpus and corpus["loader"] not in demos:
             raise err(f"corpora.{name}.demo", f"no demo generator for loader '{corpus['loader']}' "
                                               f"(demos exist for {sorted(demos)})")
         if corpus.get("labels"):
