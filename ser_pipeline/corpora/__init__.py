@@ -19,6 +19,9 @@ from ser_pipeline.errors import ConfigError
 LOADERS = {
     "iemocap": ("iemocap", "prepare_iemocap"),
     "csv": ("csv_corpus", "prepare_csv_corpus"),
+    "ravdess": ("ravdess", "prepare_ravdess"),
+    "crema_d": ("crema_d", "prepare_crema_d"),
+    "emodb": ("emodb", "prepare_emodb"),
 }
 
 __all__ = ["LOADERS", "loader_function", "prepare_corpus"]
