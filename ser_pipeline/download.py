@@ -213,15 +213,16 @@ def extract_archive(archive, target, *, size: int | None = None, md5: str | None
     Verifies ``archive`` first when size/digests are given, checks every member before
     writing any (absolute paths, ``..``, links pointing outside, devices: a CorpusError naming
     the member), unpacks into a temporary sibling folder and renames it to ``target`` with a
-    ``.completed`` marker inside. A target already marked for the same archive is left alone.
+    ``.completed`` marker inside. A target already marked for the same archive is left alone
+    (also when the archive has since been deleted).
     """
     archive, target = Path(archive), Path(target)
     stamp = {"archive": archive.name, "size": archive.stat().st_size if archive.exists() else None}
     marker = target / MARKER
     if marker.is_file():
         done = json.loads(marker.read_text())
-        if done.get("archive") == stamp["archive"] and done.get("size") == stamp["size"]:
-            return target
+        if done.get("archive") == stamp["archive"] and stamp["size"] in (None, done.get("size")):
+            return target  # done; the archive may have been deleted to save space
         raise CorpusError(f"{target}: holds an extraction of {done.get('archive')} ({done.get('size')} bytes), "
                           f"not of {archive} ({stamp['size']} bytes); remove it or choose another folder")
     if target.exists():
@@ -248,6 +249,12 @@ def extract_archive(archive, target, *, size: int | None = None, md5: str | None
         raise
     os.replace(tmp, target)
     return target
+
+
+def is_extracted(target, archive_name: str) -> bool:
+    """Whether ``target`` is a completed extraction of an archive called ``archive_name``."""
+    marker = Path(target) / MARKER
+    return marker.is_file() and json.loads(marker.read_text()).get("archive") == archive_name
 
 
 def _member_path(archive: Path, name: str) -> PurePosixPath:

@@ -158,6 +158,10 @@ def download_crema_d(target, pointers, ref: str = PINNED_COMMIT, workers: int = 
     from ser_pipeline.download import DownloadError, download
 
     target = Path(target)
+    folder = Path(pointers) / "AudioWAV" if (Path(pointers) / "AudioWAV").is_dir() else Path(pointers)
+    if folder.resolve() == (target / "AudioWAV").resolve():
+        raise CorpusError(f"{target}: holds the pointer files themselves; download into another folder "
+                          f"(the pointers are the checksums and must stay as they are)")
     wanted = read_pointers(pointers, check_counts)
     marker = target / "AudioWAV" / ".completed"
     stamp = {"ref": ref, "files": len(wanted), "bytes": sum(s for _, s in wanted.values())}

@@ -72,9 +72,11 @@ def download_emodb(target, sha256: str | None = None, url: str | None = None) ->
     Returns the folder holding ``wav/``, ready for :func:`prepare_emodb`.
     """
     from ser_pipeline.atomic import write_json
-    from ser_pipeline.download import download, extract_archive, file_digest
+    from ser_pipeline.download import download, extract_archive, file_digest, is_extracted
 
     target = Path(target)
+    if is_extracted(target / "emodb", ARCHIVE["name"]) and not (target / ARCHIVE["name"]).exists():
+        return target / "emodb"  # unpacked from a checked archive that was deleted since
     record_path = target / TOFU_RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() else None
     if sha256 is None and record is not None:

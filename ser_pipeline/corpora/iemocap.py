@@ -212,8 +212,10 @@ def sentence_length_mismatches(lengths, tolerance: float = SENTENCE_LENGTH_TOLER
     ``lengths`` holds ``(utt_id, wav_path, annotated_seconds, wav_seconds)``. The sentence
     wavs are IEMOCAP's own cuts of the dialogue recordings, so a disagreement means either a
     damaged copy or a cut that differs from the annotation; the wav is still the utterance
-    the corpus ships, so this is a report, not an error. The 50 ms default is five 10 ms
-    frames: above the rounding of 4-decimal times, below any real truncation.
+    the corpus ships, so this is a report, not an error. The 50 ms default (five 10 ms
+    frames) is far above the rounding of 4-decimal times; it has not been checked against a
+    real IEMOCAP copy, so if one warns for many files, look at the differences before
+    raising it.
     """
     found = [dict(utt_id=u, audio_path=p, annotated=a, wav=w, difference=w - a)
              for u, p, a, w in lengths if abs(w - a) > tolerance]

@@ -64,13 +64,16 @@ def download_ravdess(target, url: str | None = None) -> Path:
     """Download and verify the speech archive into ``target``, unpack it; returns the corpus root.
 
     ``url`` replaces the Zenodo address (a mirror); size and MD5 are checked either way.
-    A repeat with everything in place only re-verifies the archive.
+    A repeat re-verifies the archive (or, if it was deleted after unpacking, does nothing).
     """
-    from ser_pipeline.download import download, extract_archive
+    from ser_pipeline.download import download, extract_archive, is_extracted
 
     target = Path(target)
+    out = target / Path(ARCHIVE["name"]).stem
+    if is_extracted(out, ARCHIVE["name"]) and not (target / ARCHIVE["name"]).exists():
+        return out  # unpacked from a verified archive that was deleted since
     archive = download(url or ARCHIVE["url"], target / ARCHIVE["name"], size=ARCHIVE["size"], md5=ARCHIVE["md5"])
-    return extract_archive(archive, target / Path(ARCHIVE["name"]).stem)
+    return extract_archive(archive, out)
 
 
 def expected_names(actor: str) -> list[str]:

@@ -206,6 +206,8 @@ def test_download_ravdess_verifies_then_unpacks(server, tmp_path, monkeypatch):
     root = ravdess.download_ravdess(tmp_path / "rav", url=server.url + "/rav.zip")
     assert root == tmp_path / "rav" / "Audio_Speech_Actors_01-24"
     assert len(ravdess.prepare_ravdess(tmp_path / "rav", check_counts=False)) == 2
+    (tmp_path / "rav" / ravdess.ARCHIVE["name"]).unlink()  # archive deleted after unpacking
+    assert ravdess.download_ravdess(tmp_path / "rav", url=server.url + "/gone.zip") == root  # nothing fetched
     monkeypatch.setitem(ravdess.ARCHIVE, "md5", "0" * 32)
     with pytest.raises(DownloadError, match="md5 mismatch"):
         ravdess.download_ravdess(tmp_path / "rav2", url=server.url + "/rav.zip")
@@ -311,6 +313,13 @@ def test_download_crema_d_from_pointers(server, tmp_path, monkeypatch):
     assert (target / "VideoDemographics.csv").read_text() == DEMOGRAPHICS
     df = crema_d.prepare_crema_d(target, check_counts=False)
     assert sorted(df["utt_id"]) == sorted(n[:-4] for n in clips)
+
+
+def test_crema_d_download_into_the_pointer_checkout_is_refused(tmp_path):
+    checkout = _pointer_checkout(tmp_path / "checkout", {"1001_DFA_ANG_XX.wav": b"x" * 100})
+    with pytest.raises(CorpusError, match="holds the pointer files themselves"):
+        crema_d.download_crema_d(checkout, checkout, check_counts=False)
+    assert (checkout / "AudioWAV" / "1001_DFA_ANG_XX.wav").read_text().startswith("version https://git-lfs")
 
 
 def test_crema_d_malformed_pointer(tmp_path):
@@ -432,3 +441,19 @@ def test_iemocap_sentence_length_disagreement_is_reported_not_an_error(tmp_path,
     assert "1 sentence wav(s) differ" in caplog.text and "Ses01F_impro01_M000: wav 0.500 s" in caplog.text
     found = sentence_length_mismatches([("u1", "u1.wav", 1.0, 1.04), ("u2", "u2.wav", 1.0, 0.9)])
     assert [(m["utt_id"], round(m["difference"], 3)) for m in found] == [("u2", -0.1)]
+
+
+def test_ravdess_48k_stereo_manifest_through_feature_extraction(tmp_path):
+    """The user report: a 48 kHz corpus with a stereo file now yields features for every file."""
+    from ser_pipeline.features.runner import extract_corpus
+    from ser_pipeline.store import FeatureStore
+
+    root = _small_ravdess(tmp_path / "rav")
+    (root / "Actor_01" / "03-01-03-01-01-01-01.wav").write_bytes(_wav_bytes(0.5, 48000, channels=2))
+    df = ravdess.prepare_ravdess(root, check_counts=False)
+    write_manifest(df, tmp_path / "manifest.csv")
+    extract_corpus(tmp_path / "manifest.csv", tmp_path / "spec.zarr", {"extractor": "log_spectrogram"})
+    store = FeatureStore(tmp_path / "spec.zarr")
+    assert len(store) == 4
+    frames = dict(zip(sorted(df["utt_id"]), store.load(sorted(df["utt_id"]))))
+    assert frames["03-01-03-01-01-01-01"].shape[0] == 1 + (8000 - 400) // 160  # 0.5 s at 16 kHz, 25 ms / 10 ms

@@ -216,6 +216,14 @@ def test_extract_good_archive_with_marker_and_repeat_is_a_no_op(tmp_path, make):
     (target / "corpus" / "readme.txt").write_text("edited by the user")
     extract_archive(archive, target)
     assert (target / "corpus" / "readme.txt").read_text() == "edited by the user"
+    archive.unlink()  # deleted to save space: still done
+    assert extract_archive(archive, target) == target
+
+
+def test_marker_of_another_archive_is_an_error(tmp_path):
+    target = extract_archive(_zip(tmp_path / "x.zip", GOOD), tmp_path / "out")
+    with pytest.raises(CorpusError, match="holds an extraction of x.zip"):
+        extract_archive(_zip(tmp_path / "y.zip", GOOD), target)
 
 
 def test_archive_is_verified_before_anything_is_unpacked(tmp_path):
