@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import soundfile as sf
 
+from ser_pipeline.audio import SEGMENT_TOLERANCE, audio_info
 from ser_pipeline.corpora import register_loader
-from ser_pipeline.errors import ConfigError, CorpusError
+from ser_pipeline.errors import AudioError, ConfigError, CorpusError
 from ser_pipeline.manifest import normalise
 
 INPUT_COLUMNS = ("path", "speaker", "label", "utt_id", "session", "text", "start", "end",
@@ -93,7 +93,12 @@ def _read(csv_path: Path, column_map: dict) -> pd.DataFrame:
 
 
 def _add_times(df: pd.DataFrame, fail, csv_path: Path) -> None:
-    """start/end (seconds) for segments of longer files; duration from them or the header."""
+    """start/end (seconds) for segments of longer files; duration from them or the header.
+
+    Every file's header is read once (cheap): it gives ``source_sr``/``source_channels``
+    (the audio is converted to the pipeline rate on read) and lets a segment that runs past
+    the end of its file fail here, naming the CSV line, rather than in a feature job.
+    """
     for col in ("start", "end"):
         value = pd.to_numeric(df[col].where(df[col] != ""), errors="coerce")
         fail(value.isna() & (df[col] != ""), f"'{col}' is not a number")
@@ -101,14 +106,18 @@ def _add_times(df: pd.DataFrame, fail, csv_path: Path) -> None:
     fail(df["start"].isna() != df["end"].isna(), "only one of start/end given")
     fail(df["start"] < 0, "start is negative")
     fail(df["end"] <= df["start"], "end is not after start")
-    durations = []
+    durations, rates, channels, lengths = [], [], [], []
     for i, row in df.iterrows():
-        if pd.notna(row["start"]):
-            durations.append(row["end"] - row["start"])
-            continue
         try:
-            info = sf.info(row["audio_path"])
-        except Exception as e:
-            raise CorpusError(f"{csv_path}: line {i + 2}: cannot read {row['audio_path']} ({e})") from None
-        durations.append(info.frames / info.samplerate)
+            info = audio_info(row["audio_path"])
+        except AudioError as e:
+            raise CorpusError(f"{csv_path}: line {i + 2}: {e}") from None
+        rates.append(float(info.sample_rate))
+        channels.append(float(info.channels))
+        lengths.append(info.duration)
+        durations.append(row["end"] - row["start"] if pd.notna(row["start"]) else info.duration)
     df["duration"] = durations
+    df["source_sr"] = rates
+    df["source_channels"] = channels
+    fail(df["end"] > pd.Series(lengths, index=df.index) + SEGMENT_TOLERANCE,
+         f"segment ends after the end of its audio file (more than {SEGMENT_TOLERANCE} s)")

@@ -212,9 +212,10 @@ def _parse_transcription(path: Path) -> dict[str, str]:
 
 
 def _add_sentence_audio(rows: list[dict]) -> None:
-    missing = []
+    missing, lengths = [], []
     for row in rows:
         path = row["session_dir"] / "sentences" / "wav" / row["dialog"] / f"{row['utt_id']}.wav"
+        annotated = row["end"] - row["start"]
         row["audio_path"], row["start"], row["end"] = str(path), float("nan"), float("nan")
         if not path.is_file():
             missing.append(path)
@@ -224,7 +225,35 @@ def _add_sentence_audio(rows: list[dict]) -> None:
         except Exception as e:
             raise CorpusError(f"{path}: cannot read the wav header ({e})") from None
         row["duration"] = info.frames / info.samplerate
+        lengths.append((row["utt_id"], str(path), annotated, row["duration"]))
     _raise_missing(missing)
+    sentence_length_mismatches(lengths)
+
+
+SENTENCE_LENGTH_TOLERANCE = 0.05
+"""Seconds a sentence wav may differ from its EmoEvaluation end - start before it is reported."""
+
+
+def sentence_length_mismatches(lengths, tolerance: float = SENTENCE_LENGTH_TOLERANCE) -> list[dict]:
+    """Sentence wavs whose length disagrees with their EmoEvaluation times; logged, returned.
+
+    ``lengths`` holds ``(utt_id, wav_path, annotated_seconds, wav_seconds)``. The sentence
+    wavs are IEMOCAP's own cuts of the dialogue recordings, so a disagreement means either a
+    damaged copy or a cut that differs from the annotation; the wav is still the utterance
+    the corpus ships, so this is a report, not an error. The 50 ms default (five 10 ms
+    frames) is far above the rounding of 4-decimal times; it has not been checked against a
+    real IEMOCAP copy, so if one warns for many files, look at the differences before
+    raising it.
+    """
+    found = [dict(utt_id=u, audio_path=p, annotated=a, wav=w, difference=w - a)
+             for u, p, a, w in lengths if abs(w - a) > tolerance]
+    if found:
+        shown = "\n  ".join(f"{m['utt_id']}: wav {m['wav']:.3f} s, EmoEvaluation {m['annotated']:.3f} s "
+                            f"({m['audio_path']})" for m in found[:10])
+        more = f"\n  ... and {len(found) - 10} more" if len(found) > 10 else ""
+        log.warning("IEMOCAP: %d sentence wav(s) differ from their EmoEvaluation times by more than %.3f s:\n  %s%s",
+                    len(found), tolerance, shown, more)
+    return found
 
 
 def _add_dialog_audio(rows: list[dict]) -> None:
