@@ -195,8 +195,12 @@ def protocol_has_validation(spec: dict) -> bool:
 
 
 def label_spec(cfg: dict, corpus: str, protocol: str, err=None, key: str | None = None) -> dict:
-    """The protocol's labels (column, merge, classes) over the corpus's defaults."""
-    spec = {**(cfg["corpora"][corpus].get("labels") or {}), **(cfg["protocols"][protocol].get("labels") or {})}
+    """The protocol's labels (column, merge, classes), else the corpus's default set.
+
+    A protocol's ``labels`` replaces the corpus default as a whole (not key by key), so a
+    protocol that lists classes without ``merge`` merges nothing.
+    """
+    spec = cfg["protocols"][protocol].get("labels") or cfg["corpora"][corpus].get("labels") or {}
     if not spec.get("classes"):
         msg = (f"no classes for corpus '{corpus}' with protocol '{protocol}': give labels.classes "
                f"under corpora.{corpus} or protocols.{protocol}")

@@ -71,7 +71,13 @@ def arch_modules() -> dict[str, str]:
 
 
 def model_class(name: str) -> type:
-    """The class registered as ``name``, importing its module on first use."""
+    """The class registered as ``name``, importing its module on first use.
+
+    A class registered at run time (a notebook, a test) is found too; the workflow itself
+    accepts only the archs its config schema lists.
+    """
+    if name in MODELS:
+        return MODELS[name]
     modules = arch_modules()
     if name not in modules:
         raise HparamError(f"unknown model '{name}'; known: {', '.join(sorted(modules))}")

@@ -45,8 +45,9 @@ def test_cross_references_are_checked(cfg):
     with pytest.raises(ConfigError, match="ghost"):
         sp.validate(bad)
     bad = copy.deepcopy(cfg)
-    bad["corpora"]["mine"] = {"loader": "csv", "path": "x.csv"}
-    with pytest.raises(ConfigError, match="corpora.mine.n_sessions"):
+    bad["corpora"]["mine"] = {"loader": "csv", "path": "x.csv", "labels": {"classes": ["a", "b"]}}
+    bad["experiments"]["boigne_table1"]["corpus"] = "mine"
+    with pytest.raises(ConfigError, match="corpora.mine.groups.session"):
         sp.validate(bad)
 
 
@@ -58,22 +59,52 @@ def test_fold_names_follow_the_scheme(cfg):
     assert len(sp.fold_names(cfg, "demo", "loso_speaker_improvised")) == 10
 
 
-def test_model_digest_changes_only_for_the_edited_model(cfg):
+def _train_digests(cfg):
+    exp = cfg["experiments"]["boigne_table1"]
+    return {m: sp.train_spec(cfg, exp["corpus"], exp["protocol"], m, 24, 0, "f01")["digest"] for m in cfg["models"]}
+
+
+def test_train_digest_changes_only_for_the_edited_model(cfg):
     cfg = sp.validate(cfg)
-    before = {m: sp.model_digest(cfg, m) for m in cfg["models"]}
+    before = _train_digests(cfg)
     cfg["models"]["mlp_pool_w2v"]["hparams"]["units"] = 64
-    after = {m: sp.model_digest(cfg, m) for m in cfg["models"]}
+    after = _train_digests(cfg)
     assert [m for m in cfg["models"] if before[m] != after[m]] == ["mlp_pool_w2v"]
 
 
-def test_source_digest_tracks_file_content(tmp_path, monkeypatch):
-    (tmp_path / "models").mkdir()
-    f = tmp_path / "models" / "pooling.py"
-    f.write_text("a = 1\n")
-    monkeypatch.setattr(sp, "PACKAGE", tmp_path)
-    d1 = sp.source_digest(["models/pooling.py"])
-    f.write_text("a = 2\n")
-    assert sp.source_digest(["models/pooling.py"]) != d1
+def test_duplicate_yaml_keys_are_refused_with_the_line(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("results: a\nresults: b\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: duplicate key 'results' at line 2"):
+        sp.read_yaml(f)
+
+
+def test_unknown_paper_key_and_validation_needs_are_found_before_any_job(cfg):
+    bad = copy.deepcopy(cfg)
+    bad["experiments"]["boigne_table1"]["paper"] = "boigne2021"
+    with pytest.raises(ConfigError, match="experiments.boigne_table1.paper"):
+        sp.validate(bad)
+    bad = copy.deepcopy(cfg)
+    bad["models"]["mean_pool_lld"]["train"]["select_on_val"] = True  # loso_session has no validation part
+    with pytest.raises(ConfigError, match="models.mean_pool_lld.train"):
+        sp.validate(bad)
+
+
+def test_bad_corpus_name_and_negative_seed_name_their_keys(cfg):
+    bad = copy.deepcopy(cfg)
+    bad["experiments"]["boigne_table1"]["corpus"] = "demo2"
+    with pytest.raises(ConfigError, match="experiments.boigne_table1.corpus"):
+        sp.validate(bad)
+    bad = copy.deepcopy(cfg)
+    bad["experiments"]["boigne_table1"]["seeds"] = [-1]
+    with pytest.raises(ConfigError, match="experiments.boigne_table1.seeds.0"):
+        sp.validate(bad)
+
+
+def test_a_protocol_label_set_overrides_the_corpus_default(cfg):
+    cfg = sp.validate(cfg)
+    assert sp.label_spec(cfg, "demo", "loso_session")["merge"] == {"exc": "hap"}
+    assert sp.label_spec(cfg, "demo", "loso_speaker_improvised")["merge"] == {}
 
 
 def test_missing_config_file_is_named(tmp_path):
