@@ -67,6 +67,9 @@ ARCH_MODULES = {
     "mlp_pool": "pooling",
     "bimodal_align": "bimodal",
     "ma_crnn": "ma_crnn",
+    "resnet": "resnet_cond",
+    "two_channel_resnet": "resnet_cond",
+    "eresnet": "resnet_cond",
 }
 NEEDS = frozenset({"speaker", "utt_id", "reference"})
 
