@@ -64,3 +64,58 @@ rule summary:
         "../envs/report.yaml"
     shell:
         "python -m ser_pipeline summary --spec {params.spec:q} --out {output:q} {input:q} > {log:q} 2>&1"
+
+
+rule crosscorpus:
+    input:
+        unpack(crosscorpus_inputs),
+    output:
+        f"{R}/crosscorpus/{{experiment}}/{{model}}/s{{seed}}/{{fold}}.json",
+    params:
+        spec=crosscorpus_spec,
+    log:
+        f"{R}/logs/crosscorpus/{{experiment}}/{{model}}/s{{seed}}/{{fold}}.log",
+    benchmark:
+        f"{R}/benchmarks/crosscorpus/{{experiment}}/{{model}}/s{{seed}}/{{fold}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    group:
+        "train"
+    threads: 1
+    shell:
+        "python -m ser_pipeline crosscorpus --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule speaker_plot:
+    input:
+        experiment_runs,
+    output:
+        report(f"{R}/plots/{{experiment}}_speakers.png", caption="../workflow/report/speakers.rst",
+               category="Per-speaker scores"),
+    params:
+        spec=plot_spec,
+    log:
+        f"{R}/logs/plots/{{experiment}}_speakers.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m ser_pipeline plot --kind speakers --spec {params.spec:q} --out {output:q} {input:q} > {log:q} 2>&1"
+
+
+rule probe:
+    input:
+        probe_inputs,
+    output:
+        md=report(f"{R}/tables/{{experiment}}_speaker_probe.md", caption="../workflow/report/probe.rst",
+                  category="Speaker probe"),
+        png=report(f"{R}/plots/{{experiment}}_tsne.png", caption="../workflow/report/probe.rst",
+                   category="Speaker probe"),
+    params:
+        spec=probe_spec,
+    log:
+        f"{R}/logs/plots/{{experiment}}_probe.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m ser_pipeline probe --spec {params.spec:q} --out-md {output.md:q} --out-png {output.png:q} "
+        "> {log:q} 2>&1"

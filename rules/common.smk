@@ -75,3 +75,20 @@ def experiment_spec(wc):
 
 def plot_spec(wc):
     return as_json(sp.plot_spec(config, wc.experiment))
+
+
+def crosscorpus_inputs(wc):
+    spec = sp.crosscorpus_spec(config, wc.experiment, wc.model, int(wc.seed), wc.fold)
+    return {"model": spec["model_dir"], "manifest": spec["manifest"], **spec["stores"]}
+
+
+def crosscorpus_spec(wc):
+    return as_json(sp.crosscorpus_spec(config, wc.experiment, wc.model, int(wc.seed), wc.fold))
+
+
+def probe_inputs(wc):
+    return [d for folds in sp.experiment_model_dirs(config, wc.experiment).values() for d in folds.values()]
+
+
+def probe_spec(wc):
+    return as_json(sp.probe_spec(config, wc.experiment))

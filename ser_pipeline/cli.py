@@ -28,6 +28,8 @@ COMMANDS = {
     "train": ("train", "Train and test one (model, fold, data size, seed); write result and model."),
     "table": ("table", "Aggregate run JSONs into a Markdown + CSV table beside the paper's numbers."),
     "plot": ("plot", "Scaling curve or confusion matrices of an experiment."),
+    "crosscorpus": ("crosscorpus", "Apply a fold model to another corpus and score it (cross-corpus tables)."),
+    "probe": ("probe", "Speaker probe and t-SNE of the encoder output of one experiment's models."),
     "summary": ("summary", "Concatenate every experiment table into one Markdown summary."),
     "check-config": ("check_config", "Validate a config file against the schema and its cross-references."),
 }

@@ -35,7 +35,8 @@ CPU_ONLY_EXTRACTORS = {"egemaps"}
 REGISTRIES = {"model": ("register_model", "ser_pipeline.models"),
               "extractor": ("register", "ser_pipeline.features"),
               "loader": ("register_loader", "ser_pipeline.corpora"),
-              "demo": ("register_demo", "ser_pipeline.corpora")}
+              "demo": ("register_demo", "ser_pipeline.corpora"),
+              "eval_rule": ("register_eval_rule", "ser_pipeline.corpora")}
 
 
 def registry(kind: str) -> dict[str, str]:
@@ -52,6 +53,8 @@ class _StrictLoader(yaml.SafeLoader):
 def _no_duplicates(loader, node, deep=False):
     seen = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` overrides on purpose
+            continue
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ConfigError(f"duplicate key '{key}' at line {key_node.start_mark.line + 1} "
@@ -162,6 +165,24 @@ def check_references(cfg: dict, source: str = "config") -> None:
             if needs_val and not protocol_has_validation(cfg["protocols"][exp["protocol"]]):
                 raise err(f"models.{model}.train", f"selects on the validation part, but experiment '{name}' "
                                                    f"uses protocol '{exp['protocol']}', which has none")
+        if exp.get("kind") == "cross_corpus":
+            ev = exp.get("eval") or {}
+            if ev.get("corpus") not in cfg["corpora"]:
+                raise err(f"experiments.{name}.eval.corpus", f"no corpora entry '{ev.get('corpus')}'")
+            rule = ev.get("rule") or {}
+            rules = {"labels", *registry("eval_rule")}
+            if rule.get("name") not in rules:
+                raise err(f"experiments.{name}.eval.rule.name", f"'{rule.get('name')}' is not one of {sorted(rules)}")
+        elif exp.get("eval"):
+            raise err(f"experiments.{name}.eval", "only a kind: cross_corpus experiment evaluates on another corpus")
+        if exp.get("probe"):
+            for model in exp["models"]:
+                if not cfg["models"][model].get("train", {}).get("save_embeddings"):
+                    raise err(f"models.{model}.train.save_embeddings", f"experiment '{name}' probes its "
+                                                                        f"embeddings: set save_embeddings: true")
+            for model in exp["probe"].get("figure", []):
+                if model not in exp["models"]:
+                    raise err(f"experiments.{name}.probe.figure", f"'{model}' is not one of its models")
         if exp.get("reference") and exp["reference"] not in exp["models"]:
             raise err(f"experiments.{name}.reference", f"'{exp['reference']}' is not one of its models")
         if exp.get("paper"):
@@ -263,25 +284,47 @@ def model_dir(results: str, corpus, protocol, model, size, seed, fold) -> str:
     return f"{results}/models/{corpus}/{protocol}/{model}/n{size}/s{seed}/{fold}"
 
 
+def crosscorpus_path(results: str, exp_name: str, model: str, seed, fold: str) -> str:
+    return f"{results}/crosscorpus/{exp_name}/{model}/s{seed}/{fold}.json"
+
+
 def experiment_runs(cfg: dict, exp_name: str) -> list[str]:
+    """The result files an experiment's table reads (training runs, or cross-corpus scores)."""
     exp = cfg["experiments"][exp_name]
+    folds = fold_names(cfg, exp["corpus"], exp["protocol"])
+    if exp.get("kind") == "cross_corpus":
+        return [crosscorpus_path(cfg["results"], exp_name, m, seed, fold)
+                for m in exp["models"] for seed in exp["seeds"] for fold in folds]
     return [run_path(cfg["results"], exp["corpus"], exp["protocol"], m, size, seed, fold)
-            for m in exp["models"] for size in exp["sizes"] for seed in exp["seeds"]
-            for fold in fold_names(cfg, exp["corpus"], exp["protocol"])]
+            for m in exp["models"] for size in exp["sizes"] for seed in exp["seeds"] for fold in folds]
+
+
+def experiment_model_dirs(cfg: dict, exp_name: str) -> dict[str, dict[str, str]]:
+    """{model: {fold: saved model folder}} of an experiment's first size and seed."""
+    exp = cfg["experiments"][exp_name]
+    size, seed = exp["sizes"][0], exp["seeds"][0]
+    return {m: {f: model_dir(cfg["results"], exp["corpus"], exp["protocol"], m, size, seed, f)
+                for f in fold_names(cfg, exp["corpus"], exp["protocol"])} for m in exp["models"]}
 
 
 def experiment_outputs(cfg: dict, exp_name: str) -> list[str]:
     exp, r = cfg["experiments"][exp_name], cfg["results"]
+    kind = exp.get("kind", "table")
     outs = [f"{r}/tables/{exp_name}.md", f"{r}/tables/{exp_name}.csv"]
-    if exp.get("kind", "table") == "scaling":
+    if kind == "scaling":
         outs += [f"{r}/plots/{exp_name}.png", f"{r}/plots/{exp_name}.svg"]
     if exp.get("confusion"):
         outs += [f"{r}/plots/{exp_name}_confusion.png"]
+    if kind != "cross_corpus":
+        outs += [f"{r}/plots/{exp_name}_speakers.png"]
+    if exp.get("probe"):
+        outs += [f"{r}/tables/{exp_name}_speaker_probe.md", f"{r}/plots/{exp_name}_tsne.png"]
     return outs
 
 
 def corpora_in_use(cfg: dict) -> list[str]:
-    return sorted({e["corpus"] for e in cfg["experiments"].values()})
+    return sorted({e["corpus"] for e in cfg["experiments"].values()}
+                  | {e["eval"]["corpus"] for e in cfg["experiments"].values() if e.get("eval")})
 
 
 def features_of_corpus(cfg: dict, corpus: str) -> list[str]:
@@ -349,10 +392,23 @@ def prepare_spec(cfg: dict, corpus: str) -> dict:
 
 
 def utterances_spec(cfg: dict, corpus: str) -> dict:
-    """The label sets of every protocol used on ``corpus``: features cover their union."""
-    specs = sorted({json.dumps(label_spec(cfg, corpus, e["protocol"]), sort_keys=True)
-                    for e in cfg["experiments"].values() if e["corpus"] == corpus})
-    return _spec("utterances", {"corpus": corpus, "label_specs": [json.loads(s) for s in specs]})
+    """The label sets of every protocol used on ``corpus``: features cover their union.
+
+    A corpus some cross-corpus experiment evaluates on keeps the rows its rule scores: the
+    rule's label set (rule ``labels``), or every row (a corpus-specific rule decides itself).
+    """
+    specs = {json.dumps(label_spec(cfg, corpus, e["protocol"]), sort_keys=True)
+             for e in cfg["experiments"].values() if e["corpus"] == corpus}
+    keep_all = False
+    for e in cfg["experiments"].values():
+        if e.get("eval", {}).get("corpus") == corpus:
+            rule = e["eval"]["rule"]
+            if rule["name"] == "labels":
+                specs.add(json.dumps({k: v for k, v in rule.items() if k != "name"}, sort_keys=True))
+            else:
+                keep_all = True
+    return _spec("utterances", {"corpus": corpus, "label_specs": [json.loads(s) for s in sorted(specs)],
+                                "all": keep_all})
 
 
 def fold_spec(cfg: dict, corpus: str, protocol: str) -> dict:
@@ -393,6 +449,27 @@ def train_spec(cfg: dict, corpus: str, protocol: str, model: str, size, seed: in
         "model_dir": model_dir(r, corpus, protocol, model, size, seed, fold),
     }
     return _spec("train", settings, registry("model")[m["arch"]])
+
+
+def crosscorpus_spec(cfg: dict, exp_name: str, model: str, seed: int, fold: str) -> dict:
+    exp = cfg["experiments"][exp_name]
+    ev = exp["eval"]
+    settings = {
+        "experiment": exp_name, "model_name": model, "fold": fold, "seed": int(seed),
+        "train_corpus": exp["corpus"], "train_protocol": exp["protocol"], "eval_corpus": ev["corpus"],
+        "rule": ev["rule"],
+        "model_dir": model_dir(cfg["results"], exp["corpus"], exp["protocol"], model, exp["sizes"][0], seed, fold),
+        "manifest": f"{corpus_dir(cfg, ev['corpus'])}/utterances.csv",
+        "stores": model_stores(cfg, ev["corpus"], model),
+    }
+    extra = [registry("eval_rule")[ev["rule"]["name"]]] if ev["rule"]["name"] != "labels" else []
+    return _spec("crosscorpus", settings, registry("model")[cfg["models"][model]["arch"]], *extra)
+
+
+def probe_spec(cfg: dict, exp_name: str) -> dict:
+    dirs = experiment_model_dirs(cfg, exp_name)
+    embeddings = {m: {f: f"{d}/embeddings.npz" for f, d in folds.items()} for m, folds in dirs.items()}
+    return _spec("probe", {"name": exp_name, "experiment": cfg["experiments"][exp_name], "embeddings": embeddings})
 
 
 def experiment_spec(cfg: dict, exp_name: str) -> dict:

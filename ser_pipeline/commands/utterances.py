@@ -15,4 +15,4 @@ def command(manifest, spec, out):
     from ser_pipeline.corpora.prepare import used_utterances
 
     s = parse_spec(spec)
-    click.echo(used_utterances(manifest, s["label_specs"], out))
+    click.echo(used_utterances(manifest, s["label_specs"], out, keep_all=bool(s.get("all"))))

@@ -18,7 +18,8 @@ import pandas as pd
 
 from ser_pipeline.errors import ConfigError
 
-__all__ = ["register_loader", "register_demo", "loader_function", "demo_function", "prepare_corpus"]
+__all__ = ["register_loader", "register_demo", "register_eval_rule", "loader_function", "demo_function",
+           "eval_rule_function", "prepare_corpus"]
 
 _FUNCS: dict[tuple[str, str], object] = {}
 
@@ -40,6 +41,11 @@ def register_demo(name: str):
     return _register("demo", name)
 
 
+def register_eval_rule(name: str):
+    """A cross-corpus scoring rule: ``fn(manifest_rows, predicted_labels) -> (used, correct, text)``."""
+    return _register("eval_rule", name)
+
+
 def _lookup(kind: str, decorator: str, name: str):
     from ser_pipeline.codedeps import registered
 
@@ -56,6 +62,10 @@ def loader_function(kind: str):
 
 def demo_function(kind: str):
     return _lookup("demo", "register_demo", kind)
+
+
+def eval_rule_function(name: str):
+    return _lookup("eval_rule", "register_eval_rule", name)
 
 
 def prepare_corpus(kind: str, path=None, *, corpus: str | None = None, **options) -> pd.DataFrame:

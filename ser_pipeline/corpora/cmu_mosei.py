@@ -78,7 +78,7 @@ import pandas as pd
 import soundfile as sf
 import yaml
 
-from ser_pipeline.corpora import register_loader
+from ser_pipeline.corpora import register_eval_rule, register_loader
 from ser_pipeline import SAMPLE_RATE
 from ser_pipeline.errors import ConfigError, CorpusError
 from ser_pipeline.manifest import normalise
@@ -581,3 +581,15 @@ def _log_report(report: dict) -> None:
              LI2020_SUBSET_PAPER)
     for note in report["notes"]:
         log.warning("CMU-MOSEI: %s", note)
+
+
+@register_eval_rule("li2020")
+def li2020_rule(df: pd.DataFrame, predicted_labels) -> tuple[np.ndarray, np.ndarray, str]:
+    """Cross-corpus scoring of Li et al. (their Table 3): which rows count, which are right."""
+    r = _ratings(df)
+    used = ((r["rating_happy"] > 0) | (r["rating_sad"] > 0) | (r["rating_anger"] > 0) | (r == 0).all(axis=1)).to_numpy()
+    correct = np.zeros(len(df), dtype=bool)
+    correct[used] = li2020_correct(df.loc[used], np.asarray(predicted_labels, dtype=object)[used])
+    return used, correct, ("segments with a positive happy, sad or anger rating, or all six emotion ratings zero "
+                           "(neutral); a prediction is correct when that emotion's rating is positive (neutral: "
+                           "all six zero), so a segment rated both happy and sad accepts either")

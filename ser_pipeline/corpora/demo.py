@@ -126,10 +126,11 @@ def generate_demo_corpus(out_dir, seed: int = 0, utterances_per_speaker_per_clas
 
 def prepare_demo_corpus(out_dir, seed: int = 0, utterances_per_speaker_per_class: int = 12,
                         sessions: int = 5, audio_source: str = "dialog", improvised_only: bool = False):
-    """Generate (if needed) and load the demo corpus; its manifest's corpus name is 'demo'."""
+    """Generate (if needed) and load the demo corpus as the standard 4-class set (excited
+    merged into happy); its manifest's corpus name is 'demo'."""
     release = generate_demo_corpus(out_dir, seed, utterances_per_speaker_per_class, sessions)
     df = prepare_iemocap(release, audio_source=audio_source, check_standard_counts=False,
-                         improvised_only=improvised_only)
+                         improvised_only=improvised_only, merge_excited=True, classes=("neu", "hap", "sad", "ang"))
     df["corpus"] = "demo"
     return df
 

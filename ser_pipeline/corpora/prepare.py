@@ -37,10 +37,10 @@ def report(df: pd.DataFrame) -> str:
             f"{df['label'].value_counts().sort_index().to_dict()}\n{counts.to_string()}")
 
 
-def used_utterances(manifest, label_specs: list[dict], out) -> str:
+def used_utterances(manifest, label_specs: list[dict], out, keep_all: bool = False) -> str:
     df = read_manifest(manifest)
-    keep = pd.Series(False, index=df.index)
-    lines = []
+    keep = pd.Series(keep_all, index=df.index)
+    lines = ["every row is kept: a cross-corpus rule scores this corpus"] if keep_all else []
     for spec in label_specs:
         mapped, rep = map_labels(df, spec, f"{manifest}")
         keep |= mapped.notna()

@@ -87,15 +87,15 @@ def speaker_zscore(arrays: list[np.ndarray], speakers: list[str]) -> list[np.nda
     speaker, test speakers included, with that speaker's own mean and standard deviation:
     the statistics come from unlabelled audio of the speaker, never from labels.
     """
-    by_speaker: dict[str, list[int]] = {}
-    for i, s in enumerate(speakers):
-        by_speaker.setdefault(s, []).append(i)
-    out: list[np.ndarray] = [None] * len(arrays)  # type: ignore[list-item]
-    for idx in by_speaker.values():
-        stats = zscore_stats([arrays[i] for i in idx])
-        for i in idx:
-            out[i] = (arrays[i] - stats[0]) / stats[1]
-    return out
+    stats = speaker_stats(arrays, speakers)
+    return [(a - stats[s][0]) / stats[s][1] for a, s in zip(arrays, speakers)]
+
+
+def speaker_stats(arrays: list[np.ndarray], speakers: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    by_speaker: dict[str, list[np.ndarray]] = {}
+    for a, s in zip(arrays, speakers):
+        by_speaker.setdefault(s, []).append(a)
+    return {s: zscore_stats(v) for s, v in by_speaker.items()}
 
 
 def middle_cycle(a: np.ndarray, frames: int) -> np.ndarray:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_pipeline.corpora import LOADERS, prepare_corpus
+from ser_pipeline.config import registry
+from ser_pipeline.corpora import prepare_corpus
 from ser_pipeline.corpora import demo_aibo, fau_aibo
 from ser_pipeline.corpora.demo_aibo import generate_demo_aibo, plan_demo_aibo, prepare_demo_aibo
 from ser_pipeline.corpora.fau_aibo import prepare_fau_aibo
@@ -114,7 +115,7 @@ def test_standard_counts_match_the_papers_totals():
 
 
 def test_registered_loader(tree):
-    assert "fau_aibo" in LOADERS
+    assert registry("loader")["fau_aibo"] == "ser_pipeline.corpora.fau_aibo"
     df = prepare_corpus("fau_aibo", tree, corpus="aibo", check_standard_counts=False)
     assert set(df.corpus) == {"aibo"}
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from ser_pipeline.corpora import LOADERS, prepare_corpus
+from ser_pipeline.config import registry
+from ser_pipeline.corpora import prepare_corpus
 from ser_pipeline.corpora import cmu_mosei, demo_mosei
 from ser_pipeline.corpora.cmu_mosei import (emotion_labels, folds_digest, li2020_correct, li2020_subset,
                                             load_folds, prepare_cmu_mosei)
@@ -217,7 +218,7 @@ def test_standard_counts(tree, monkeypatch):
 
 
 def test_registered_loader_and_option_errors(tree):
-    assert "cmu_mosei" in LOADERS
+    assert registry("loader")["cmu_mosei"] == "ser_pipeline.corpora.cmu_mosei"
     df = prepare_corpus("cmu_mosei", tree, corpus="mosei", check_standard_counts=False)
     assert set(df.corpus) == {"mosei"} and len(df) == 5
     with pytest.raises(ConfigError, match="end_tolerance"):

@@ -20,7 +20,8 @@ import pytest
 import soundfile as sf
 
 from ser_pipeline.audio import read_audio
-from ser_pipeline.corpora import LOADERS, prepare_corpus
+from ser_pipeline.config import registry
+from ser_pipeline.corpora import prepare_corpus
 from ser_pipeline.corpora import crema_d, emodb, ravdess
 from ser_pipeline.corpora.csv_corpus import prepare_csv_corpus
 from ser_pipeline.download import DownloadError
@@ -410,7 +411,7 @@ def test_emodb_download_is_trust_on_first_use(server, tmp_path, caplog):
 
 def test_every_open_corpus_is_a_loader_with_full_iemocap4_maps():
     for name, module in (("ravdess", ravdess), ("crema_d", crema_d), ("emodb", emodb)):
-        assert LOADERS[name] == (name, f"prepare_{name}")
+        assert registry("loader")[name] == f"ser_pipeline.corpora.{name}"
         assert set(module.TO_IEMOCAP4) == set(module.LABELS)
         assert {v for v in module.TO_IEMOCAP4.values() if v} == {"neu", "hap", "sad", "ang"}
 
