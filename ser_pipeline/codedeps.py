@@ -176,6 +176,11 @@ def data_files(modules, root: Path = PACKAGE_DIR) -> list[Path]:
 
 def code_digest(entries, root: Path = PACKAGE_DIR) -> str:
     """Digest of the text of every module in the closure of ``entries`` and its data files."""
+    return _code_digest(tuple(sorted(set(entries))), root)
+
+
+@functools.lru_cache(maxsize=256)
+def _code_digest(entries: tuple, root: Path) -> str:
     mods = closure(entries, root)
     h = hashlib.sha256()
     for mod in mods:

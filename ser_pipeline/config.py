@@ -374,7 +374,9 @@ def job_digest(command: str, settings, *extra_modules: str) -> str:
 
 
 def _spec(command: str, settings: dict, *extra_modules: str) -> dict:
-    return {**settings, "digest": job_digest(command, settings, *extra_modules)}
+    """A job's settings plus its digest and the entry modules the digest follows."""
+    return {**settings, "modules": stage_modules(command, *extra_modules),
+            "digest": job_digest(command, settings, *extra_modules)}
 
 
 def demo_spec(cfg: dict, corpus: str) -> dict:
@@ -526,3 +528,39 @@ def feature_uses_gpu(cfg: dict, feature: str) -> int:
 
 def model_uses_gpu(cfg: dict, model: str) -> int:
     return 1 if cfg["models"][model].get("train", {}).get("gpu") and gpus_requested(cfg) else 0
+
+
+def job_digests(cfg: dict) -> dict[str, str]:
+    """{job id: digest} of every job the config plans (what decides its reruns).
+
+    Job ids read like the outputs (``train:<run path>``); used by the rerun tests and by
+    ``benchmarks/bench_dag.py``, not by the workflow itself.
+    """
+    out = {}
+    for corpus in corpora_in_use(cfg):
+        if "demo" in cfg["corpora"][corpus]:
+            out[f"demo_corpus:{corpus}"] = demo_spec(cfg, corpus)["digest"]
+        out[f"manifest:{corpus}"] = prepare_spec(cfg, corpus)["digest"]
+        out[f"utterances:{corpus}"] = utterances_spec(cfg, corpus)["digest"]
+        for feature in features_of_corpus(cfg, corpus):
+            out[f"extract:{corpus}/{feature}"] = feature_spec(cfg, feature)["digest"]
+    for name, exp in cfg["experiments"].items():
+        c, p = exp["corpus"], exp["protocol"]
+        out[f"folds:{c}/{p}"] = fold_spec(cfg, c, p)["digest"]
+        folds = fold_names(cfg, c, p)
+        for m in exp["models"]:
+            for size in exp["sizes"]:
+                for seed in exp["seeds"]:
+                    for fold in folds:
+                        out[f"train:{run_path(cfg['results'], c, p, m, size, seed, fold)}"] = \
+                            train_spec(cfg, c, p, m, size, seed, fold)["digest"]
+                        if exp.get("kind") == "cross_corpus" and size == exp["sizes"][0]:
+                            out[f"crosscorpus:{crosscorpus_path(cfg['results'], name, m, seed, fold)}"] = \
+                                crosscorpus_spec(cfg, name, m, seed, fold)["digest"]
+        out[f"table:{name}"] = experiment_spec(cfg, name)["digest"]
+        if exp.get("kind") == "scaling" or exp.get("confusion") or exp.get("kind") != "cross_corpus":
+            out[f"plot:{name}"] = plot_spec(cfg, name)["digest"]
+        if exp.get("probe"):
+            out[f"probe:{name}"] = probe_spec(cfg, name)["digest"]
+    out["summary"] = summary_spec(cfg)["digest"]
+    return out

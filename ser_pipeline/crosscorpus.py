@@ -51,7 +51,8 @@ def evaluate(spec: dict) -> dict:
         from ser_pipeline.corpora import eval_rule_function
 
         used, correct, text = eval_rule_function(rule["name"])(df, predicted)
-        counts = {f"predicted {c}": int((predicted[used] == c).sum()) for c in model.classes}
+        # the corpus's own (dominant) labels of the scored rows; the rule may accept several
+        counts = {str(k): int(v) for k, v in df.loc[used, "label"].value_counts().sort_index().items()}
     if not used.any():
         raise ConfigError(f"cross-corpus rule '{rule['name']}' keeps no utterance of {spec['manifest']}")
     metrics["accuracy"] = float(correct[used].mean())

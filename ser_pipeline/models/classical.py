@@ -82,6 +82,8 @@ class _LinearClassical(ClassicalModel):
         return coef, intercept
 
     def _fit_scores(self, C, x, y, vx, vy) -> float:
+        if len(np.unique(y)) < 2:
+            return float("nan")  # a cross-validation split too small to hold two classes
         est = self._estimator(C).fit(x, y)
         return unweighted_accuracy(vy, est.predict(vx), self.n_classes)
 
@@ -100,8 +102,19 @@ class _LinearClassical(ClassicalModel):
             if k < 2:
                 raise ValueError("choosing C without a validation part needs at least 2 training speakers")
             splits = list(GroupKFold(n_splits=k).split(x, y, groups))
-            found = [float(np.mean([self._fit_scores(C, x[a], y[a], x[b], y[b]) for a, b in splits])) for C in grid]
-            selection = f"C with the best mean UA over {k} speaker-grouped folds of the training part (no validation part)"
+            per_split = np.array([[self._fit_scores(C, x[a], y[a], x[b], y[b]) for a, b in splits] for C in grid])
+            usable = ~np.isnan(per_split).any(axis=0)
+            selection = (f"C with the best mean UA over {int(usable.sum())} speaker-grouped folds of the training "
+                         f"part (no validation part)")
+            if not usable.any():
+                found = [float("nan")] * len(grid)
+                best = 1.0 if 1.0 in grid else grid[len(grid) // 2]
+                self.coef, self.intercept = self._linear(self._estimator(best).fit(x, y))
+                return {"chosen": {"C": best}, "scores": [{"C": c, "UA": None} for c in grid],
+                        "selection": f"C = {best:g} unchosen: every speaker-grouped split of the training part "
+                                     f"lacked a class (too little training data to cross-validate)",
+                        "probabilities": self.probability_note}
+            found = [float(v) for v in per_split[:, usable].mean(axis=1)]
         best = grid[int(np.argmax(found))]  # first of ties: the strongest regularisation
         self.coef, self.intercept = self._linear(self._estimator(best).fit(x, y))
         return {"chosen": {"C": best}, "scores": [{"C": c, "UA": round(s, 5)} for c, s in zip(grid, found)],

@@ -23,12 +23,15 @@ def snakemake_env(root: Path) -> dict:
     env["PYTHONPATH"] = str(root)
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
+    env.pop("SER_RECORD_IMPORTS", None)
     return env
 
 
-def snakemake(root: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(root: Path, *args: str, check: bool = True, timeout: int = 1800,
+              env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=root, env=snakemake_env(root), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=root, env={**snakemake_env(root), **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -53,6 +56,21 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
 def dry_run_outputs(proc: subprocess.CompletedProcess) -> list[str]:
     text = proc.stdout + proc.stderr
     return re.findall(r"^\s+output: (.+)$", text, flags=re.M)
+
+
+def dry_run_jobs(proc: subprocess.CompletedProcess) -> list[dict]:
+    """Every planned job of a dry run: {"rule", "output" (its first output), "reason"}."""
+    jobs, cur = [], None
+    for line in (proc.stdout + proc.stderr).splitlines():
+        m = re.match(r"^(?:local)?rule (\S+):$", line.strip())
+        if m:
+            cur = {"rule": m.group(1), "output": None, "reason": ""}
+            jobs.append(cur)
+        elif cur is not None and line.strip().startswith("output: ") and cur["output"] is None:
+            cur["output"] = line.strip()[len("output: "):].split(", ")[0]
+        elif cur is not None and line.strip().startswith("reason: "):
+            cur["reason"] = line.strip()[len("reason: "):]
+    return [j for j in jobs if j["rule"] != "all"]
 
 
 def copy_repo(dest: Path, config: Path) -> Path:
