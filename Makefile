@@ -22,7 +22,7 @@ test-slurm:
 	scripts/install.sh
 	rm -rf $(SLURM_DIR)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .ci/slurm_stage.sh snakemake --workflow-profile profiles/ci-slurm \
-		--configfile tests/workflow/toy_config.yaml --directory $(SLURM_DIR)
+		--configfile tests/workflow/slurm_config.yaml --directory $(SLURM_DIR)
 	test -s $(SLURM_DIR)/results/summary.md
 	@echo "slurm stage: $$(ls $(SLURM_DIR)/results/runs/*/*/*/*/*/*.json | wc -l) training jobs ran through SLURM"
 

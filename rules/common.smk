@@ -15,6 +15,7 @@ wildcard_constraints:
     size=r"full|[0-9]+",
     seed=r"[0-9]+",
     fold=r"f[0-9]+",
+    export=r"[A-Za-z0-9_.-]+",
     experiment="|".join(re.escape(e) for e in config["experiments"]),
 
 
@@ -92,3 +93,14 @@ def probe_inputs(wc):
 
 def probe_spec(wc):
     return as_json(sp.probe_spec(config, wc.experiment))
+
+
+def export_inputs(wc):
+    spec = sp.export_spec(config, wc.export)
+    extra = [p for paths in spec["augment_stores"].values() for p in paths]
+    return {**spec["stores"], "manifest": spec["manifest"], "runs": spec["runs"],
+            **{f"augment{i}": p for i, p in enumerate(extra)}}
+
+
+def export_spec(wc):
+    return as_json(sp.export_spec(config, wc.export))

@@ -28,3 +28,24 @@ rule train:
     shell:
         "python -m ser_pipeline train --spec {params.spec:q} --out {output.result:q} "
         "--model-dir {output.model:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule export:
+    input:
+        unpack(export_inputs),
+    output:
+        directory(f"{R}/export/{{export}}"),
+    params:
+        spec=export_spec,
+    log:
+        f"{R}/logs/export/{{export}}.log",
+    benchmark:
+        f"{R}/benchmarks/export/{{export}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "python -m ser_pipeline export --spec {params.spec:q} --threads {threads} > {log:q} 2>&1"

@@ -30,6 +30,8 @@ COMMANDS = {
     "plot": ("plot", "Scaling curve or confusion matrices of an experiment."),
     "crosscorpus": ("crosscorpus", "Apply a fold model to another corpus and score it (cross-corpus tables)."),
     "probe": ("probe", "Speaker probe and t-SNE of the encoder output of one experiment's models."),
+    "predict": ("predict", "Run a trained model on audio files or a CSV of them (any sample rate)."),
+    "export": ("export", "Train one model on all of a corpus into a self-contained model folder."),
     "summary": ("summary", "Concatenate every experiment table into one Markdown summary."),
     "check-config": ("check_config", "Validate a config file against the schema and its cross-references."),
 }

@@ -153,6 +153,13 @@ def check_references(cfg: dict, source: str = "config") -> None:
             for feat in feats:
                 if feat not in cfg["features"]:
                     raise err(f"models.{name}.train.augment.{stream}", f"no feature named '{feat}'")
+    for name, e in (cfg.get("exports") or {}).items():
+        if e["experiment"] not in cfg["experiments"]:
+            raise err(f"exports.{name}.experiment", f"no experiment named '{e['experiment']}'")
+        if e["model"] not in cfg["experiments"][e["experiment"]]["models"]:
+            raise err(f"exports.{name}.model", f"'{e['model']}' is not a model of experiment '{e['experiment']}'")
+        if cfg["experiments"][e["experiment"]].get("kind") == "cross_corpus":
+            raise err(f"exports.{name}.experiment", "export from a training experiment, not a cross-corpus one")
     for name, exp in cfg["experiments"].items():
         for key, pool in (("corpus", "corpora"), ("protocol", "protocols")):
             if exp[key] not in cfg[pool]:
@@ -345,8 +352,34 @@ def model_features(cfg: dict, model: str) -> list[str]:
     return sorted(feats)
 
 
+def export_dir(cfg: dict, name: str) -> str:
+    return f"{cfg['results']}/export/{name}"
+
+
+def export_runs(cfg: dict, name: str) -> list[str]:
+    """The cross-validation runs of the exported model (they fix its epoch count)."""
+    e = cfg["exports"][name]
+    return [p for p in experiment_runs(cfg, e["experiment"]) if f"/{e['model']}/" in p]
+
+
+def export_spec(cfg: dict, name: str) -> dict:
+    e = cfg["exports"][name]
+    exp = cfg["experiments"][e["experiment"]]
+    c, p, m = exp["corpus"], exp["protocol"], e["model"]
+    settings = {
+        "name": name, "model_name": m, "model": cfg["models"][m], "corpus": c, "protocol": p,
+        "protocol_spec": {**cfg["protocols"][p], "labels": label_spec(cfg, c, p)},
+        "seed": int(exp["seeds"][0]), "device": cfg["device"], "runs": export_runs(cfg, name),
+        "manifest": f"{corpus_dir(cfg, c)}/utterances.csv", "stores": model_stores(cfg, c, m),
+        "augment_stores": augment_stores(cfg, c, m),
+        "features": {s: cfg["features"][f] for s, f in cfg["models"][m]["inputs"].items()},
+        "model_dir": export_dir(cfg, name),
+    }
+    return _spec("export", settings, registry("model")[cfg["models"][m]["arch"]])
+
+
 def all_outputs(cfg: dict) -> list[str]:
-    out = []
+    out = [export_dir(cfg, name) for name in cfg.get("exports") or {}]
     for exp in cfg["experiments"]:
         out += experiment_outputs(cfg, exp)
     out.append(f"{cfg['results']}/summary.md")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_pipeline.errors import ConfigError
-from ser_pipeline.training.checkpoint import FORMAT, load_model_dir, split_state
+from ser_pipeline.training.checkpoint import FORMAT, load_model_dir, model_code_digest, split_state
 
 
 class _NoSpeakers:
@@ -37,6 +37,11 @@ class LoadedModel:
         if self.record.get("format") != FORMAT:
             raise ConfigError(f"{self.path}: model folder format {self.record.get('format')} is not {FORMAT}; "
                               f"retrain it with this version of ser_pipeline")
+        now = model_code_digest(self.record["arch"])
+        if self.record.get("model_code") != now:
+            raise ConfigError(f"{self.path}: trained with other model code (digest {self.record.get('model_code')}, "
+                              f"this version has {now}): its weights may not mean the same here; retrain it "
+                              f"(snakemake reruns its job) or use the ser_pipeline version that trained it")
         state, self.norm_stats = split_state(tensors)
         r = self.record
         self.model = build_model(r["arch"], r["input_dims"], r["n_classes"], r["hparams"],

@@ -149,7 +149,8 @@ def run_header(exp_name: str, exp: dict, runs: list[dict], grouped: dict[str, li
              f"- **Protocol**: `{protocol}`: {runs[0].get('protocol_description', '')} ({len(folds)} folds)",
              f"- **Folds**: {fold_desc}",
              "- **Validation split**: " + (
-                 "one held-out speaker per fold (named above), in neither the training nor the test part"
+                 "the held-out validation speaker(s) of each fold (named above), in neither the training nor "
+                "the test part"
                  if has_val else "none (no validation part; nothing is tuned on held-out data)"),
              f"- **Training data**: {', '.join(str(s) for s in exp.get('sizes', []))} examples per class "
              f"(drawn from each fold's training part; `full` = all of it); seeds {exp.get('seeds')}"]

@@ -18,6 +18,17 @@ import torch
 from ser_pipeline.atomic import atomic_path, write_json
 
 FORMAT = 1
+# The code a saved model's numbers depend on besides its weights: how inputs are transformed
+# and batched. With the arch's own module it makes the folder's `model_code` digest.
+MODEL_CODE = ("ser_pipeline.training.fold_data", "ser_pipeline.training.data", "ser_pipeline.training.neural",
+              "ser_pipeline.inference")
+
+
+def model_code_digest(arch: str) -> str:
+    from ser_pipeline.codedeps import code_digest
+    from ser_pipeline.models import arch_modules
+
+    return code_digest([arch_modules()[arch], *MODEL_CODE])
 
 
 def save_model_dir(path, model, record: dict, norm: dict) -> None:
@@ -32,7 +43,8 @@ def save_model_dir(path, model, record: dict, norm: dict) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).mkdir(parents=True)
         torch.save(tensors, Path(tmp) / "weights.pt")
-        write_json(Path(tmp) / "model.json", {"format": FORMAT, "normalisation": norm.get("mode", "none"), **record})
+        write_json(Path(tmp) / "model.json", {"format": FORMAT, "normalisation": norm.get("mode", "none"),
+                                              "model_code": model_code_digest(record["arch"]), **record})
 
 
 def load_model_dir(path) -> tuple[dict, dict]:

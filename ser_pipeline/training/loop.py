@@ -22,6 +22,12 @@ from ser_pipeline.training.metrics import DEFINITIONS
 from ser_pipeline.training.options import describe, reference_rule, train_options
 
 
+def _who(speakers: list[str]) -> str:
+    """The speakers of a part, named (or counted when there are many)."""
+    names = sorted(set(speakers))
+    return ", ".join(names) if len(names) <= 4 else f"{len(names)} speakers ({names[0]} ... {names[-1]})"
+
+
 def _predictions(part, probs: np.ndarray) -> dict:
     return {"utt_id": list(part.ids), "speaker": list(part.speakers), "y_true": part.y.tolist(),
             "y_pred": probs.argmax(axis=1).tolist(), "probs": np.round(probs, 6).tolist()}
@@ -84,6 +90,8 @@ def run_training(spec: dict) -> dict:
 
         fit = fit_neural(build, data, opts, device, seed, plan, name)
     model = fit["model"]
+    if spec.get("export"):
+        return _export(spec, fit, data, input_dims, opts, plan, cls.kind, t0)
     test_metrics, test_probs = fit["evaluator"].scores(model, "test")
     predictions = {"test": _predictions(data.parts["test"], test_probs)}
     if "val" in data.parts:
@@ -102,8 +110,8 @@ def run_training(spec: dict) -> dict:
         "protocol_description": doc["description"],
         "fold": fold["name"],
         "test_session": fold.get("test_session"),
-        "test_speaker": fold.get("test_speaker"),
-        "val_speaker": fold.get("val_speaker"),
+        "test_speaker": fold.get("test_speaker") or _who(data.parts["test"].speakers),
+        "val_speaker": fold.get("val_speaker") or (_who(data.parts["val"].speakers) if "val" in data.parts else None),
         "size_per_class": spec["size"],
         "seed": seed,
         "labels": doc["labels"],
@@ -133,6 +141,7 @@ def run_training(spec: dict) -> dict:
         "n_parameters": int(sum(p.numel() for p in model.parameters())) if cls.kind == "neural" else None,
         "device": device,
         "digest": spec.get("digest"),
+        "model_dir": spec.get("model_dir"),
     }
     result["n_train_per_class"] = result["class_counts"]["train"]
     if data.clamped:
@@ -156,6 +165,19 @@ def run_training(spec: dict) -> dict:
     return result
 
 
+def _export(spec, fit, data, input_dims, opts, plan, kind, t0) -> dict:
+    """An export job: the model trained on every utterance, saved; there is nothing to score."""
+    result = {"model": spec["model_name"], "arch": spec["model"]["arch"], "kind": kind, "labels": data.labels,
+              "hparams": spec["model"].get("hparams") or {}, "training": opts, "options_text": describe(opts),
+              "features": {s: {**m, "config": spec.get("features", {}).get(s)} for s, m in data.meta.items()},
+              "corpus": spec["corpus"], "protocol": spec["protocol"], "fold": "all", "size_per_class": "full",
+              "seed": int(spec["seed"]), "export": spec["export"], "n_train": len(data.parts["train"]),
+              "class_counts": {"train": {c: int((data.parts["train"].y == i).sum()) for i, c in enumerate(data.classes)}}}
+    _save(spec, result, fit, data, input_dims, opts, plan)
+    result["wall_seconds"] = round(time.time() - t0, 2)
+    return result
+
+
 def _save(spec, result, fit, data, input_dims, opts, plan) -> None:
     from ser_pipeline.training.checkpoint import save_model_dir
 
@@ -165,9 +187,11 @@ def _save(spec, result, fit, data, input_dims, opts, plan) -> None:
         "n_speakers": len(data.train_speakers), "classes": data.classes, "labels": result["labels"],
         "training": result["training"], "features": result["features"],
         "trained_on": {k: result[k] for k in ("corpus", "protocol", "fold", "size_per_class", "seed")},
+        "export": result.get("export"),
         "code_digest": spec.get("digest"),
     }
-    if opts["save_embeddings"] and hasattr(fit["model"], "embed") and result["kind"] == "neural":
+    if opts["save_embeddings"] and hasattr(fit["model"], "embed") and result["kind"] == "neural" \
+            and not spec.get("export"):
         record["embeddings"] = "embeddings.npz"
     save_model_dir(spec["model_dir"], fit["model"], record, data.norm)
     if record.get("embeddings"):

@@ -122,3 +122,121 @@ def test_unexpected_fold_count_is_refused_before_anything_is_written(tmp_path):
         write_fold_file(_manifest(), {"scheme": "leave_one_session_out", "labels": LABELS}, tmp_path / "f.json",
                         "c", "loso", expected_folds=5)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- IEMOCAP's real dialogue list
+
+def _iemocap_dialogues():
+    """Every session performs script01-03 (in parts) and impro01-08, led by either speaker."""
+    from ser_pipeline.corpora.iemocap import script_id
+
+    rows = []
+    scripts = ["script01_1", "script01_2", "script01_3", "script02_1", "script02_2", "script03_1", "script03_2"]
+    for s in range(1, 6):
+        for lead in "FM":
+            for name in [f"impro0{i}" for i in range(1, 9)] + scripts:
+                dialog = f"Ses0{s}{lead}_{name}"
+                mode = "improvised" if "impro" in name else "scripted"
+                for k, lab in enumerate(("neu", "hap", "sad", "ang")):
+                    for spk in "FM":
+                        rows.append({"utt_id": f"{dialog}_{spk}{k:03d}", "speaker": f"Ses0{s}{spk}",
+                                     "session": f"Ses0{s}", "label": lab, "mode": mode,
+                                     "script": script_id(dialog) if mode == "scripted" else ""})
+    return pd.DataFrame(rows)
+
+
+def test_script_disjoint_folds_on_the_real_iemocap_dialogue_list_keep_improvised_training_data(tmp_path):
+    df = _iemocap_dialogues()
+    doc = write_fold_file(df, {"scheme": "leave_one_session_out", "script_disjoint": True, "labels": LABELS},
+                          tmp_path / "f.json", "iemocap", "sd")
+    modes = dict(zip(df.utt_id, df["mode"]))
+    for f in doc["folds"]:
+        assert len(f["train"]) == 4 * 8 * 2 * 4 * 2, f["name"]  # every improvised turn of 4 sessions
+        assert {modes[u] for u in f["train"]} == {"improvised"}, "every script recurs in the test session"
+        assert all(n > 0 for n in f["class_counts"]["train"].values())
+
+
+def test_an_empty_training_part_is_an_error_at_fold_time(tmp_path):
+    from ser_pipeline.errors import CorpusError
+
+    df = _iemocap_dialogues()
+    df = df[df["mode"] == "scripted"]
+    with pytest.raises(CorpusError, match="empty train part"):
+        write_fold_file(df, {"scheme": "leave_one_session_out", "script_disjoint": True, "labels": LABELS},
+                        tmp_path / "f.json", "iemocap", "sd")
+    assert not (tmp_path / "f.json").exists()
+
+
+# ---------------------------------------------------------------- labels
+
+def test_labels_merge_and_drop_are_reported_and_a_missing_class_is_an_error(tmp_path):
+    from ser_pipeline.errors import CorpusError
+
+    df = _manifest()
+    df.loc[df.utt_id.str.contains("_hap0"), "label"] = "exc"
+    doc = write_fold_file(df, {"scheme": "leave_one_session_out",
+                               "labels": {"classes": ["neu", "hap", "sad", "ang"], "merge": {"exc": "hap"}}},
+                          tmp_path / "f.json", "c", "p")
+    assert doc["label_report"]["exc"] == {"n": 6, "kept_as": "hap"}
+    assert doc["folds"][0]["class_counts"]["train"]["hap"] == 12
+    with pytest.raises(CorpusError, match=r"classes \['angry'\] have no utterance"):
+        write_fold_file(df, {"scheme": "leave_one_session_out", "labels": {"classes": ["neu", "hap", "sad", "angry"]}},
+                        tmp_path / "g.json", "c", "p")
+
+
+def test_a_mapping_that_drops_most_rows_stops_with_the_numbers(tmp_path):
+    from ser_pipeline.errors import CorpusError
+
+    df = _manifest()
+    df["label"] = df["label"].map({"neu": "neutral", "hap": "happy", "sad": "sad", "ang": "angry"})
+    with pytest.raises(CorpusError, match=r"drops 36 of 72 utterances \(50% > 40%\)"):
+        write_fold_file(df, {"scheme": "leave_one_session_out",
+                             "labels": {"classes": ["sad", "neutral"], "max_dropped_share": 0.4}},
+                        tmp_path / "f.json", "c", "p")
+
+
+def test_a_class_missing_from_a_test_part_is_an_error(tmp_path):
+    from ser_pipeline.errors import CorpusError
+
+    df = _manifest()
+    df = df[~((df.session == "Ses02") & (df.label == "ang"))]
+    with pytest.raises(CorpusError, match=r"fold f02 has no test utterance of classes \['ang'\]"):
+        write_fold_file(df, {"scheme": "leave_one_session_out", "labels": LABELS}, tmp_path / "f.json", "c", "p")
+
+
+# ---------------------------------------------------------------- schemes for any corpus
+
+def test_leave_one_group_out_over_speakers_with_next_group_validation():
+    df = _manifest()
+    folds = make_folds(df, {"scheme": "leave_one_group_out", "group": "speaker", "validation": "next_group"})
+    assert len(folds) == 6
+    assert folds[0]["test_speaker"] == "Ses01F" and folds[0]["val_group"] == "Ses01M"
+    check_leakage(folds, df)
+
+
+def test_group_kfold_deals_every_speaker_to_one_test_fold():
+    df = _manifest()
+    folds = make_folds(df, {"scheme": "group_kfold", "group": "speaker", "k": 3, "seed": 1})
+    tested = [u for f in folds for u in f["test"]]
+    assert sorted(tested) == sorted(df.utt_id) and len(folds) == 3
+    check_leakage(folds, df)
+
+
+def test_predefined_split_with_validation_speakers_taken_out_of_training():
+    df = _manifest()
+    df["split"] = df.session.map({"Ses01": "train", "Ses02": "train", "Ses03": "test"})
+    folds = make_folds(df, {"scheme": "predefined", "train": ["train"], "test": ["test"], "val_speakers": ["Ses02F"]})
+    spk = dict(zip(df.utt_id, df.speaker))
+    assert {spk[u] for u in folds[0]["val"]} == {"Ses02F"}
+    assert "Ses02F" not in {spk[u] for u in folds[0]["train"]}
+    check_leakage(folds, df)
+
+
+def test_a_scheme_the_corpus_cannot_use_says_which_fits():
+    df = _manifest()
+    with pytest.raises(ConfigError, match="column 'split'.*leave_one_group_out"):
+        make_folds(df, {"scheme": "predefined", "train": ["train"], "test": ["test"]})
+    df = _manifest()
+    df.loc[df.session == "Ses01", "speaker"] = "Ses01X"  # one speaker in the session
+    with pytest.raises(ConfigError, match="exactly 2 speakers.*leave_one_group_out"):
+        make_folds(df, {"scheme": "leave_one_speaker_out"})

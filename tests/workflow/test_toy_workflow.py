@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -213,3 +214,83 @@ def test_readme_iemocap_command_runs_exactly_that_config(tmp_path):
     assert len(ma_folds) == 10, sorted(ma_folds)  # paper: both speakers of each session tested
     assert not any("/corpora/demo" in o or "wav2vec2" in o for o in outs), "nothing of the demo config"
     assert '"conv_channels": [8, 8, 16]' not in text, "the demo's narrow Ma CNN must not leak in"
+
+
+def test_results_folder_with_spaces_and_shell_characters_is_quoted(tmp_path):
+    """Every path in a shell line is quoted: a results folder `a b;touch PWNED` is a folder."""
+    root = copy_repo(tmp_path / "repo", REPO / "tests" / "workflow" / "toy_config.yaml")
+    weird = "my results;touch PWNED"
+    snakemake(root, "--config", f"results={weird}", "--until", "folds", "utterances")
+    assert not (root / "PWNED").exists()
+    assert (root / weird / "corpora" / "toy" / "folds" / "loso_session.json").is_file()
+    assert (root / weird / "corpora" / "toy" / "utterances.csv").is_file()
+    assert not (root / "my results").exists(), "the folder name is not split at the space"
+
+
+def test_predict_reproduces_a_fold_models_probabilities_and_reads_any_audio(toy_run, tmp_path):
+    """A fold model on its own test utterances (given as a CSV of wav segments) gives the
+    probabilities its training job recorded; a 44.1 kHz stereo file and an exported model work too."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+
+    from ser_pipeline.audio import read_audio
+    from ser_pipeline.manifest import read_manifest
+
+    root, _ = toy_run
+    r = root / "results"
+    run_path = r / "runs/toy/loso_session/mean_pool_lld/nfull/s0/f01.json"
+    run = json.loads(run_path.read_text())
+    man = read_manifest(r / "corpora/toy/manifest.csv").set_index("utt_id")
+    ids = run["predictions"]["test"]["utt_id"]
+    rows = man.loc[ids, ["audio_path", "start", "end"]].rename(columns={"audio_path": "path"})
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    env = {"PYTHONPATH": str(root), "PATH": f"{Path(sys.executable).parent}", "HOME": str(tmp_path)}
+
+    def predict(*args):
+        proc = subprocess.run([sys.executable, "-m", "ser_pipeline", "predict", *args], cwd=root, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    predict("--model", str(run_path), "--out", str(tmp_path / "out.csv"), str(tmp_path / "in.csv"))
+    out = pd.read_csv(tmp_path / "out.csv")
+    probs = out[[f"p_{c}" for c in run["labels"]["classes"]]].to_numpy()
+    np.testing.assert_allclose(probs, np.array(run["predictions"]["test"]["probs"]), atol=2e-5)
+
+    import torch
+    import torchaudio.functional as AF
+
+    x = read_audio(rows.iloc[0]["path"], rows.iloc[0]["start"], rows.iloc[0]["end"])
+    y = AF.resample(torch.from_numpy(x), 16000, 44100).numpy()
+    sf.write(tmp_path / "stereo.wav", np.stack([y, 0.5 * y], axis=1), 44100)
+    one = pd.read_csv(__import__("io").StringIO(predict("--model", str(run_path), str(tmp_path / "stereo.wav")).stdout))
+    assert one["predicted"].iloc[0] in run["labels"]["classes"] and len(one) == 1
+    assert abs(one[[f"p_{c}" for c in run["labels"]["classes"]]].to_numpy().sum() - 1) < 1e-4
+
+    export = r / "export/li_all"
+    assert json.loads((export / "model.json").read_text())["export"]["epochs"].startswith(("1 epochs", "2 epochs"))
+    predict("--model", str(export), "--window", "1.0", "--hop", "0.5", "--out", str(tmp_path / "w.csv"),
+            str(tmp_path / "stereo.wav"))
+    windows = pd.read_csv(tmp_path / "w.csv")
+    assert len(windows) >= 2 and (windows["end"] - windows["start"] <= 1.0 + 1e-6).all()
+
+
+def test_a_model_folder_from_other_code_is_refused(toy_run, tmp_path):
+    import shutil
+
+    from ser_pipeline.errors import ConfigError
+    from ser_pipeline.inference import LoadedModel
+
+    root, _ = toy_run
+    src = root / "results/models/toy/loso_session/mean_pool_lld/nfull/s0/f01"
+    dst = tmp_path / "m"
+    shutil.copytree(src, dst)
+    rec = json.loads((dst / "model.json").read_text())
+    rec["model_code"] = "0000000000000000"
+    (dst / "model.json").write_text(json.dumps(rec))
+    with pytest.raises(ConfigError, match="other model code"):
+        LoadedModel(dst)
