@@ -326,6 +326,26 @@ def _raw_dir(root: Path) -> Path:
                       f"'Raw' tree with the full-length 16 kHz wavs)")
 
 
+def input_files(root, labels_file=None, folds_file=None, **_options) -> list[Path]:
+    """The label file, the folds file and the transcripts the manifest is read from (rule inputs)."""
+    root = Path(root)
+    files = []
+    try:
+        files.append(_labels_path(root, labels_file))
+    except CorpusError:
+        return []  # the manifest job reports the missing file with its reason
+    if folds_file:
+        files.append(Path(folds_file))
+    elif (root / FOLDS_NAME).is_file():
+        files.append(root / FOLDS_NAME)
+    for base in (root / "Raw", root):
+        trans = base.joinpath(*TRANSCRIPT_DIR)
+        if trans.is_dir():
+            files += sorted(p for p in trans.iterdir() if p.suffix == ".txt")
+            break
+    return files
+
+
 def _labels_path(root: Path, labels_file) -> Path:
     if labels_file:
         path = Path(labels_file)

@@ -206,6 +206,14 @@ def _get_demographics(pointers: Path, target: Path, ref: str) -> None:
 
 # ---------------------------------------------------------------- manifest
 
+def input_files(root, demographics=None, **_options) -> list[Path]:
+    """The clips (their names are CREMA-D's labels) and the speaker table (rule inputs)."""
+    root = Path(root)
+    files = sorted((root / "AudioWAV").glob("*.wav"))
+    table = Path(demographics) if demographics else root / DEMOGRAPHICS["name"]
+    return files + ([table] if table.is_file() else [])
+
+
 @register_loader("crema_d")
 def prepare_crema_d(root, label_map=None, check_counts: bool = True, drop_known_bad: bool = True,
                     demographics=None) -> pd.DataFrame:

@@ -117,6 +117,14 @@ def parse_name(path: Path) -> dict:
     return dict(speaker=speaker, text=text, emotion=EMOTIONS[emotion], version=version)
 
 
+def input_files(root, **_options) -> list[Path]:
+    """The wav files: their names are EmoDB's labels (a renamed or added file reruns the manifest)."""
+    try:
+        return sorted(_find_wav_dir(Path(root)).glob("*.wav"))
+    except CorpusError:
+        return []
+
+
 @register_loader("emodb")
 def prepare_emodb(root, label_map=None, check_counts: bool = True) -> pd.DataFrame:
     """Manifest of the EmoDB utterances under ``root``.

@@ -63,6 +63,12 @@ STANDARD_SPEAKERS = 51
 _CHUNK = re.compile(r"^([A-Za-z]+)_(\d+)_(\d+)_(\d+)$")
 
 
+def input_files(root, **_options) -> list[Path]:
+    """The two challenge label files (rule inputs: editing one reruns the manifest)."""
+    return [Path(root).joinpath(*LABEL_DIR, name) for name in LABEL_FILES.values()
+            if Path(root).joinpath(*LABEL_DIR, name).is_file()]
+
+
 @register_loader("fau_aibo")
 def prepare_fau_aibo(root, check_standard_counts: bool = True) -> pd.DataFrame:
     """Manifest of every FAU-AIBO chunk with both challenge labels (see the module docstring)."""

@@ -117,6 +117,15 @@ def parse_name(path: Path) -> dict:
     return dict(emotion=EMOTIONS[emo], intensity=INTENSITIES[inten], statement=stmt, repetition=rep, actor=actor)
 
 
+def input_files(root, **_options) -> list[Path]:
+    """The wav files: their names are RAVDESS's labels (a renamed or added file reruns the manifest)."""
+    try:
+        root = _find_root(Path(root))
+    except CorpusError:
+        return []
+    return sorted(p for d in root.iterdir() if _ACTOR_DIR.match(d.name) and d.is_dir() for p in d.glob("*.wav"))
+
+
 @register_loader("ravdess")
 def prepare_ravdess(root, label_map=None, check_counts: bool = True) -> pd.DataFrame:
     """Manifest of the RAVDESS speech files under ``root``.

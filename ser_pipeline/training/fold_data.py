@@ -69,6 +69,38 @@ class FoldData:
     augmented: int = 0
     clamped: dict = field(default_factory=dict)
     order: dict = field(default_factory=dict)
+    groups: dict = field(default_factory=dict)  # {column: {utt_id: value}} for inner validation
+
+    def carve(self, column: str) -> tuple["FoldData", str]:
+        """A copy whose training part loses one ``column`` group, which becomes its validation part.
+
+        The group is the first training group after the test part's in sorted, cyclic order,
+        so every fold carves a different one and the choice never looks at labels or scores.
+        Normalisation statistics stay those of the whole training part (unlabelled frames).
+        """
+        of = self.groups.get(column)
+        if of is None:
+            raise ConfigError(f"train.inner_val_group: the manifest has no column '{column}'")
+        train = self.parts["train"]
+        groups = sorted({of[u] for u in train.ids})
+        if len(groups) < 2:
+            raise ConfigError(f"train.epochs_from: inner_val needs at least 2 '{column}' groups in the training "
+                              f"part, it has {groups}")
+        test_groups = sorted({of[u] for u in self.parts["test"].ids})
+        after = [g for g in groups if test_groups and g > test_groups[0]]
+        carved = (after or groups)[0]
+        keep = [i for i, u in enumerate(train.ids) if of[u] != carved]
+        held = [i for i, u in enumerate(train.ids) if of[u] == carved and i < len(train) - self.augmented]
+
+        def pick(idx):
+            return Part([train.ids[i] for i in idx], train.y[idx], [train.speakers[i] for i in idx],
+                        {s: [v[i] for i in idx] for s, v in train.streams.items()},
+                        [train.raw[i] for i in idx] if train.raw else [])
+
+        inner = FoldData(**{**self.__dict__, "parts": {"train": pick(keep), "val": pick(held)},
+                            "augmented": self.augmented - sum(1 for i in keep if i >= len(train) - self.augmented),
+                            "train_speakers": sorted({train.speakers[i] for i in keep})})
+        return inner, carved
 
     def speaker_index(self, speakers: list[str]) -> np.ndarray:
         index = {s: i for i, s in enumerate(self.train_speakers)}
@@ -153,10 +185,16 @@ def load_fold(spec: dict, opts: dict, seed: int, need_reference: bool) -> FoldDa
     norm = _normalise(parts, opts, spec, extra if opts["augment"] else None)
     if opts["augment"]:
         parts["train"] = parts["train"].extend(extra)
+    groups = {}
+    if opts["epochs_from"] == "inner_val":
+        col = opts["inner_val_group"]
+        if col not in manifest.columns:
+            raise ConfigError(f"train.inner_val_group: the manifest has no column '{col}'")
+        groups[col] = manifest[col].to_dict()
     return FoldData(classes=classes, labels=doc["labels"], fold=fold, fold_doc=doc, parts=parts, meta=meta,
                     frame_rates=frame_rates, train_speakers=sorted(set(parts["train"].speakers)), norm=norm,
                     augmented=augmented, clamped=clamped_classes([label_of[u] for u in fold["train"]], spec["size"]),
-                    order=order)
+                    order=order, groups=groups)
 
 
 def _augment(spec: dict, opts: dict, train: Part, frame_rates: dict) -> Part:

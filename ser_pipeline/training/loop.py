@@ -48,6 +48,16 @@ def _reference_sweep(fit: dict, data, opts: dict) -> list[dict]:
     return out
 
 
+def _epoch_selection(opts: dict, fit: dict, kind: str) -> str:
+    if kind != "neural":
+        return "not applicable (classical model)"
+    if "inner_selection" in fit:
+        i = fit["inner_selection"]
+        return (f"epoch count chosen on validation UA of a {i['group']} carved from the training part, then "
+                f"retrained on the whole training part (the test part is never used)")
+    return "best validation UA" if opts["select_on_val"] else "fixed epochs, no early stopping"
+
+
 def run_training(spec: dict) -> dict:
     """Train and evaluate one job; ``spec`` is built by :func:`ser_pipeline.config.train_spec`.
 
@@ -88,7 +98,22 @@ def run_training(spec: dict) -> dict:
     else:
         from ser_pipeline.training.neural import fit_neural
 
-        fit = fit_neural(build, data, opts, device, seed, plan, name)
+        inner = None
+        if opts["epochs_from"] == "inner_val":
+            if "val" in data.parts:
+                raise ConfigError(f"models.{name}.train.epochs_from: protocol '{spec['protocol']}' has a validation "
+                                  f"part; use select_on_val instead of carving one")
+            inner_data, carved = data.carve(opts["inner_val_group"])
+            probe = fit_neural(build, inner_data, {**opts, "select_on_val": True}, device, seed, None, name)
+            inner = {"group": opts["inner_val_group"], "carved": carved, "selected_epoch": probe["selected_epoch"],
+                     "val_UA": [h.get("val_UA") for h in probe["history"]],
+                     "rule": f"epoch with the best UA on `{opts['inner_val_group']}` {carved}, carved from the "
+                             f"training part (the test part is never used); then retrained on the whole training "
+                             f"part for that many epochs"}
+        fit_opts = {**opts, "epochs": inner["selected_epoch"], "patience": None} if inner else opts
+        fit = fit_neural(build, data, fit_opts, device, seed, plan, name)
+        if inner:
+            fit["inner_selection"] = inner
     model = fit["model"]
     if spec.get("export"):
         return _export(spec, fit, data, input_dims, opts, plan, cls.kind, t0)
@@ -130,8 +155,7 @@ def run_training(spec: dict) -> dict:
         "predictions": predictions,
         "metric_definitions": DEFINITIONS,
         "selected_epoch": fit.get("selected_epoch"),
-        "epoch_selection": ("best validation UA" if opts["select_on_val"] else "fixed epochs, no early stopping")
-        if cls.kind == "neural" else "not applicable (classical model)",
+        "epoch_selection": _epoch_selection(opts, fit, cls.kind),
         "history": fit.get("history", []),
         "convergence": fit.get("convergence"),
         "training": {**opts, **({"batch_size": fit["batch_size"]} if "batch_size" in fit else {})},
@@ -147,6 +171,8 @@ def run_training(spec: dict) -> dict:
     if data.clamped:
         result["notes"].append(f"size {spec['size']} per class exceeds what the training part has for "
                                f"{data.clamped}: those classes use all they have")
+    if "inner_selection" in fit:
+        result["inner_selection"] = fit["inner_selection"]
     if "batch_size_selection" in fit:
         result["batch_size_selection"] = fit["batch_size_selection"]
     if cls.kind == "classical":

@@ -28,6 +28,8 @@ TRAIN_DEFAULTS = {
     "augment": {},              # {stream: [feature, ...]}: extra training copies (e.g. speed-perturbed)
     "reference": None,          # {label, column, eval_first_n}: a reference utterance per speaker
     "select_on_val": False,     # pick the epoch by validation UA (needs a validation part)
+    "epochs_from": "fixed",     # fixed | inner_val: epoch count chosen on a group carved from training
+    "inner_val_group": "session",  # with inner_val: the manifest column whose group is carved out
     "patience": None,           # with select_on_val: stop after this many epochs without improvement
     "gpu": False,               # ask the scheduler for a GPU (resources: gpu=1)
     "max_frames": None,         # crop frames per utterance at training time (None: keep all)
@@ -36,7 +38,7 @@ TRAIN_DEFAULTS = {
     "save_embeddings": False,   # write the validation + test embeddings (models with embed())
 }
 REFERENCE_DEFAULTS = {"label": "neu", "column": "label", "eval_first_n": 0}
-CHOICES = {"optimizer": ("adam", "sgd"), "lr_schedule": ("constant", "poly"),
+CHOICES = {"optimizer": ("adam", "sgd"), "lr_schedule": ("constant", "poly"), "epochs_from": ("fixed", "inner_val"),
            "normalize": ("zscore", "speaker", "none"), "input_mode": ("whole", "segments")}
 
 
@@ -57,7 +59,10 @@ def train_options(train: dict | None, where: str = "models.*.train") -> dict:
         raise ConfigError(f"{where}.batch_size: a positive int or a list of them, got {opts['batch_size']!r}")
     if isinstance(opts["batch_size"], list) and len(sizes) == 1:
         opts["batch_size"] = sizes[0]
-    if opts["patience"] is not None and not opts["select_on_val"]:
+    if opts["epochs_from"] == "inner_val" and opts["select_on_val"]:
+        raise ConfigError(f"{where}.epochs_from: inner_val is for protocols without a validation part; "
+                          f"with one, use select_on_val")
+    if opts["patience"] is not None and not (opts["select_on_val"] or opts["epochs_from"] == "inner_val"):
         raise ConfigError(f"{where}.patience: early stopping needs select_on_val: true")
     if opts["crop_seconds"] and opts["input_mode"] == "segments":
         raise ConfigError(f"{where}.crop_seconds: not with input_mode: segments (segments are the crop)")
@@ -83,6 +88,10 @@ def describe(opts: dict) -> str:
     parts.append(f"{opts['epochs']} epochs")
     if opts["select_on_val"]:
         parts.append("epoch chosen on validation UA" + (f" (patience {opts['patience']})" if opts["patience"] else ""))
+    if opts["epochs_from"] == "inner_val":
+        parts.append(f"epoch count (up to {opts['epochs']}) chosen on validation UA of one `{opts['inner_val_group']}` "
+                     f"carved from the training part, then retrained on the whole training part"
+                     + (f" (patience {opts['patience']})" if opts["patience"] else ""))
     parts.append({"zscore": "z-score with training-part statistics", "speaker": "z-score per speaker "
                   "(each speaker's own statistics, test speakers included)", "none": "no normalisation"}
                  [opts["normalize"]])

@@ -268,3 +268,14 @@ def test_stale_fold_file_is_refused(corpus, tmp_path):
     s["fold_file"] = str(tmp_path / "f.json")
     with pytest.raises(CorpusError, match="ghost_utt"):
         run_training(s)
+
+
+def test_epoch_count_chosen_on_a_session_carved_from_training_never_the_test_one(corpus):
+    res = run_training(spec(corpus, "mean_pool", fold_file="loso.json",
+                            train={"epochs": 6, "epochs_from": "inner_val", "inner_val_group": "session"}))
+    inner = res["inner_selection"]
+    assert inner["carved"] == "Ses02" and res["test_session"] == "Ses01"
+    assert len(inner["val_UA"]) == 6 and res["selected_epoch"] == inner["selected_epoch"]
+    assert len(res["history"]) == inner["selected_epoch"]
+    assert res["n_train"] == 96, "retrained on the whole training part"
+    assert "carved from the training part" in res["epoch_selection"] and "up to 6" in res["options_text"]

@@ -82,16 +82,39 @@ def test_editing_one_features_config_reruns_that_feature_and_its_models(toy_run)
     assert trained == {"mean_pool_lld", "mlp_pool_lld", "logreg_lld", "bimodal"}, trained
 
 
-def test_editing_a_label_file_reruns_the_manifest_and_what_follows(toy_run):
-    root, _ = toy_run
-    ev = next((root / "results/corpora/toy/demo/IEMOCAP_full_release/Session1/dialog/EmoEvaluation").glob("*.txt"))
-    original = ev.read_bytes()
-    ev.write_bytes(original + b"\n")
-    try:
-        jobs = planned_jobs(snakemake(root, "-n"))
-    finally:
-        ev.write_bytes(original)
-    assert jobs.get("manifest") == 1 and "demo_corpus" not in jobs
+def test_editing_a_corpus_label_file_reruns_the_manifest_and_what_follows(tmp_path):
+    """The CSV of a CSV corpus is an input of its manifest: a fixed row or label reruns it."""
+    import numpy as np
+    import soundfile as sf
+
+    root = copy_repo(tmp_path / "repo", REPO / "tests" / "workflow" / "toy_config.yaml")
+    rng = np.random.default_rng(0)
+    lines = ["path,speaker,session,label"]
+    for s in (1, 2):
+        for g in "FM":
+            for lab in ("neu", "hap", "sad", "ang"):
+                wav = root / "corpus" / f"s{s}{g}_{lab}.wav"
+                wav.parent.mkdir(exist_ok=True)
+                sf.write(wav, rng.normal(0, 0.1, 8000).astype(np.float32), 16000)
+                lines.append(f"{wav.name},S{s}{g},S{s},{lab}")
+    (root / "corpus" / "corpus.csv").write_text("\n".join(lines) + "\n")
+    cfg = {"results": "results", "device": "cpu",
+           "corpora": {"mine": {"loader": "csv", "path": "corpus/corpus.csv", "groups": {"session": 2},
+                                "labels": {"classes": ["neu", "hap", "sad", "ang"]}}},
+           "protocols": {"loso": {"scheme": "leave_one_session_out"}},
+           "features": {"lld": {"extractor": "lld"}},
+           "models": {"m": {"arch": "mean_pool", "inputs": {"audio": "lld"}}},
+           "experiments": {"t": {"corpus": "mine", "protocol": "loso", "sizes": ["full"], "seeds": [0],
+                                 "models": {"m": ""}}}}
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(root, "--until", "folds", "utterances")
+    assert planned_jobs(snakemake(root, "-n", "--until", "folds", "utterances")) == {}
+    csv = root / "corpus" / "corpus.csv"
+    csv.write_text(csv.read_text().replace("S1F,S1,hap", "S1F,S1,neu"))
+    jobs = dry_run_jobs(snakemake(root, "-n", "--until", "folds", "utterances"))
+    manifest = [j for j in jobs if j["rule"] == "manifest"]
+    assert manifest and "corpus/corpus.csv" in manifest[0]["reason"]
+    assert {j["rule"] for j in jobs} == {"manifest", "utterances", "folds"}
 
 
 def test_every_job_imported_only_modules_its_digest_covers(toy_run):
