@@ -82,8 +82,9 @@ def test_editing_one_features_config_reruns_that_feature_and_its_models(toy_run)
     assert trained == {"mean_pool_lld", "mlp_pool_lld", "logreg_lld", "bimodal"}, trained
 
 
-def test_editing_a_corpus_label_file_reruns_the_manifest_and_what_follows(tmp_path):
-    """The CSV of a CSV corpus is an input of its manifest: a fixed row or label reruns it."""
+def test_csv_corpus_of_48k_stereo_files_runs_end_to_end_and_its_csv_is_an_input(tmp_path):
+    """48 kHz stereo files need no conversion by hand; the CSV of a CSV corpus is an input of
+    its manifest, so a fixed row or label reruns it and what follows."""
     import numpy as np
     import soundfile as sf
 
@@ -95,7 +96,7 @@ def test_editing_a_corpus_label_file_reruns_the_manifest_and_what_follows(tmp_pa
             for lab in ("neu", "hap", "sad", "ang"):
                 wav = root / "corpus" / f"s{s}{g}_{lab}.wav"
                 wav.parent.mkdir(exist_ok=True)
-                sf.write(wav, rng.normal(0, 0.1, 8000).astype(np.float32), 16000)
+                sf.write(wav, rng.normal(0, 0.1, (48000, 2)).astype(np.float32), 48000)
                 lines.append(f"{wav.name},S{s}{g},S{s},{lab}")
     (root / "corpus" / "corpus.csv").write_text("\n".join(lines) + "\n")
     cfg = {"results": "results", "device": "cpu",
@@ -106,9 +107,16 @@ def test_editing_a_corpus_label_file_reruns_the_manifest_and_what_follows(tmp_pa
            "models": {"m": {"arch": "mean_pool", "inputs": {"audio": "lld"}}},
            "experiments": {"t": {"corpus": "mine", "protocol": "loso", "sizes": ["full"], "seeds": [0],
                                  "models": {"m": ""}}}}
+    cfg["models"]["m"]["train"] = {"epochs": 1}
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(root, "--until", "folds", "utterances")
-    assert planned_jobs(snakemake(root, "-n", "--until", "folds", "utterances")) == {}
+    snakemake(root)
+    run = json.loads((root / "results/runs/mine/loso/m/nfull/s0/f01.json").read_text())
+    assert run["n_test"] == 8
+    from ser_pipeline.manifest import read_manifest
+
+    man = read_manifest(root / "results/corpora/mine/manifest.csv")
+    assert set(man["source_sr"]) == {48000.0} and set(man["source_channels"]) == {2.0}
+    assert planned_jobs(snakemake(root, "-n")) == {}
     csv = root / "corpus" / "corpus.csv"
     csv.write_text(csv.read_text().replace("S1F,S1,hap", "S1F,S1,neu"))
     jobs = dry_run_jobs(snakemake(root, "-n", "--until", "folds", "utterances"))
