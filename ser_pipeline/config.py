@@ -341,6 +341,9 @@ def features_of_corpus(cfg: dict, corpus: str) -> list[str]:
         if exp["corpus"] == corpus:
             for m in exp["models"]:
                 feats.update(model_features(cfg, m))
+        if exp.get("eval", {}).get("corpus") == corpus:  # a cross-corpus evaluation reads the model inputs
+            for m in exp["models"]:
+                feats.update(cfg["models"][m]["inputs"].values())
     return sorted(feats)
 
 
@@ -532,8 +535,13 @@ def corpus_input_files(cfg: dict, corpus: str) -> list[str]:
     module = registry("loader")[c["loader"]]
     import importlib
 
+    from ser_pipeline.errors import CorpusError
+
     declared = getattr(importlib.import_module(module), "input_files", None)
-    return sorted(str(p) for p in declared(c["path"], **(c.get("options") or {}))) if declared else []
+    try:
+        return sorted(str(p) for p in declared(c["path"], **(c.get("options") or {}))) if declared else []
+    except CorpusError:
+        return []  # no corpus there (yet): the manifest job itself stops, naming the path and the reason
 
 
 # ---------------------------------------------------------------- scheduling
