@@ -17,7 +17,7 @@ min(30, (N - 1) / 3) so that small folds stay valid; exact gradients up to 500 p
 session's two speakers are about 1,100 utterances).
 
 Input files are the ``embeddings`` .npz files the training core writes beside each result
-JSON (/work/notes/result-format.md): arrays ``embeddings`` [N, E], ``utt_id``, ``speaker``
+JSON (docs/design.md, "Result files"): arrays ``embeddings`` [N, E], ``utt_id``, ``speaker``
 and ``label`` [N], the validation + test parts of a fold, i.e. its unseen speakers.
 """
 from __future__ import annotations

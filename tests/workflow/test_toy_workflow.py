@@ -206,7 +206,7 @@ def _job_specs(cfg) -> dict[str, dict]:
                             out[sp.crosscorpus_path(r, name, m, seed, fold)] = sp.crosscorpus_spec(cfg, name, m, seed, fold)
         out[f"{r}/tables/{name}.md"] = sp.experiment_spec(cfg, name)
         for plot in sp.experiment_outputs(cfg, name):
-            if "/plots/" in plot and not plot.endswith("_tsne.png"):
+            if "/plots/" in plot and plot.endswith(".png") and not plot.endswith("_tsne.png"):
                 out[plot] = sp.plot_spec(cfg, name)
         if exp.get("probe"):
             out[f"{r}/tables/{name}_speaker_probe.md"] = sp.probe_spec(cfg, name)
