@@ -83,7 +83,8 @@ def stats(times: list[float]) -> tuple[float, float]:
 
 def settings_line(info: dict) -> str:
     libs = ", ".join(f"{lib['internal_api']}={lib['num_threads']}" for lib in info.get("libraries", []))
-    return f"torch intra-op {info['torch_intra_op']}, inter-op {info['torch_inter_op']}; {libs}"
+    return (f"torch intra-op {info['torch_intra_op']}, inter-op {info['torch_inter_op']}, "
+            f"OMP_WAIT_POLICY {info.get('omp_wait_policy')}; {libs}")
 
 
 def deviations(ours: list, ref: list) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +115,10 @@ def main() -> None:
     args = p.parse_args()
 
     # pyAudioAnalysis (numpy/scipy) single-threaded: these are read when the libraries load.
+    # OMP_WAIT_POLICY as the extract CLI sets it (set_threads runs before torch loads there).
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     from threadpoolctl import threadpool_limits
     with warnings.catch_warnings():  # its scipy.fftpack import warns; not ours to fix
@@ -153,7 +156,8 @@ def main() -> None:
     print(f"{datetime.datetime.now().isoformat(timespec='seconds')}; python {platform.python_version()}, "
           f"torch {torch.__version__}, numpy {np.__version__}; {os.cpu_count()} CPUs "
           f"({platform.processor() or platform.machine()}); {load()}")
-    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print(f"audio: {len(utts)} utterances of {seconds.min():.1f}-{seconds.max():.1f} s (seed {args.seed}), "
           f"{seconds.sum():.0f} s in all, {len(batches)} runner batches")
     contenders = {"pyAudioAnalysis": reference, "ours, 1 thread": ours(1), "ours, 2 threads": ours(2)}

@@ -24,23 +24,28 @@ def resolve_device(requested: str | None = "auto") -> str:
 def set_threads(n: int | None) -> dict:
     """Use exactly ``n`` threads in every thread pool of this process (the job's ``threads:``).
 
-    Policy: a job given n cores runs n threads, never more. Without a limit torch's
-    intra-op pool, its inter-op pool and numpy's OpenBLAS each start one thread per core
-    of the machine, so a job meant to use 2 cores of a shared node runs several times
-    that many and they preempt each other (on a loaded 2-core machine 2 threads ran the
-    LLD extractor 3-6x slower than 1). So, for n > 0:
+    Policy: a job given n cores runs n threads, never more, and no thread spins while it
+    waits. Without a limit torch's intra-op pool, its inter-op pool and numpy's OpenBLAS
+    each start one thread per core of the machine. And OpenMP threads (torch's intra-op
+    pool) busy-wait at the end of every parallel operation for their teammates: on a
+    shared node, where a teammate is often descheduled, that spinning took 74 % of the
+    CPU time of the old LLD extractor run with 2 threads, which ran 5-16x slower than with
+    1 (measured on the 2-core development machine under load). So, for n > 0:
 
     * torch intra-op threads = n (this also sets MKL's, which torch uses for matmul/FFT);
     * torch inter-op threads = n where still possible (torch allows it once, before any
       inter-op work; the value in effect is returned either way);
     * every BLAS/OpenMP library already loaded (numpy's OpenBLAS) limited to n through
-      threadpoolctl, and OMP/MKL/OPENBLAS_NUM_THREADS set to n for those loaded later
-      and for child processes. OPENBLAS_CORETYPE is left alone (see the environment notes).
+      threadpoolctl, and OMP/MKL/OPENBLAS_NUM_THREADS set to n for those loaded later and
+      for child processes;
+    * OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads sleep instead of spinning) unless the
+      environment sets it: it takes effect only if torch is not imported yet, as in the
+      CLI, which calls this first (with it the old LLD code ran 1.1-1.3x, not 5-16x,
+      slower on 2 threads). OPENBLAS_CORETYPE is left alone (see the environment notes).
 
     Work made of many small operations should not split each operation across these
     threads; it should run one operation per thread and parallelise across independent
-    pieces of work instead (see features/lld.py), with at most ``torch.get_num_threads()``
-    workers.
+    pieces of work instead, with ``torch.get_num_threads()`` workers (features/lld.py).
 
     ``n`` None or 0 falls back to $SER_THREADS; if that is unset too nothing is changed
     (each library keeps its own default). Returns the settings in effect.
@@ -52,6 +57,7 @@ def set_threads(n: int | None) -> dict:
     if n > 0:
         for var in THREAD_ENV:
             os.environ[var] = str(n)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     if n > 0:
@@ -71,11 +77,13 @@ def set_threads(n: int | None) -> dict:
 
 
 def thread_settings() -> dict:
-    """The thread counts in effect now: torch intra-op and inter-op, and each loaded
-    BLAS/OpenMP library as threadpoolctl sees it (for logs and benchmarks)."""
+    """The thread settings now: torch intra-op and inter-op threads, OMP_WAIT_POLICY (in
+    effect only if it was set before torch was imported), and each loaded BLAS/OpenMP
+    library as threadpoolctl sees it (for logs and benchmarks)."""
     import torch
 
-    out = {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads()}
+    out = {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads(),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     try:
         from threadpoolctl import threadpool_info
     except ImportError:  # pragma: no cover

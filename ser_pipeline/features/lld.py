@@ -5,6 +5,20 @@ the whole LLD baseline. The ``torch`` backend computes the same definitions on a
 a batch at once; the ``pyaudioanalysis`` backend calls the library itself and stays
 selectable so that parity can be re-checked whenever either side changes.
 
+How the torch backend is fast (benchmarks/bench_lld.py measures it against the library):
+  * the utterances of a batch are laid end to end on one frame grid, so all frames are a
+    strided view of one buffer: no padding to the longest utterance, whatever the batch;
+  * each frame is reduced to 80 sums by a few passes over its samples and bins (one FFT,
+    |X|^2 and |X|, three small matrix products, block sums), and the 34 features come from
+    the sums of the whole batch in one pass;
+  * per-frame work shared by overlapping frames is done once per sample (zero crossings,
+    block energies), and the roll-off searches 20-bin blocks before bins;
+  * float64 throughout by default: near-silent frames need it, where FFT rounding meets
+    pyAudioAnalysis's 2.2e-16 guards (a float32 FFT shifts their MFCCs by whole units);
+  * on CPU every operation runs on one thread and the job's threads take spans of frames
+    from a queue: the operations are too small to split, and splitting them made the old
+    code 5-16x slower on 2 threads of a loaded machine (see device.set_threads).
+
 Columns (pyAudioAnalysis order): 0 zcr, 1 energy, 2 energy_entropy, 3 spectral_centroid,
 4 spectral_spread, 5 spectral_entropy, 6 spectral_flux, 7 spectral_rolloff, 8-20 mfcc_1..13,
 21-32 chroma_1..12, 33 chroma_std.
@@ -356,10 +370,13 @@ def _blas():
 def _single_threaded_ops(device: torch.device):
     """Each torch op and BLAS call on one thread while the CPU backend runs.
 
-    The parallelism is across spans of frames instead: this work is a long series of small
-    operations, and splitting each of them across threads costs more in wake-ups and
-    barriers than it saves (2 threads were 3-6x slower than 1 on a shared 2-core machine),
-    while whole spans keep every thread busy between synchronisations.
+    The parallelism is across spans of frames instead (``_worker_pool``). This work is a
+    long series of operations of 0.1-1 ms; split across OpenMP threads, each ends in a
+    barrier where the threads wait (spinning, by default) for a teammate that a loaded node
+    may have descheduled: the old code spent 74 % of its CPU time there with 2 threads and
+    ran 5-16x slower than with 1. Everything of a batch runs inside this, the buffer
+    allocation included: a single 2-thread op would leave OpenMP's idle thread spinning on
+    a core the workers need.
     """
     if device.type != "cpu":
         yield
@@ -419,7 +436,7 @@ class PyAudioAnalysisLLD(Extractor):
       win, step  seconds (0.050, 0.025 as in Boigne et al.).
       precision  "float64" (default) or "float32" for the torch backend. float64 matches the
                  reference to ~1e-6 of each feature's range on every frame (~6e-8, the float32
-                 output rounding, on voiced ones); float32 is 2-3x faster but diverges on
+                 output rounding, on voiced ones); float32 is ~1.7x faster but diverges on
                  near-silent frames, where pyAudioAnalysis's 2.2e-16 guards dominate.
 
     Utterances shorter than one window are zero-padded to one window before normalisation,

@@ -49,19 +49,21 @@ def test_set_threads_sets_every_pool():
         "import json, os, numpy\n"
         "from ser_pipeline.device import set_threads\n"
         "out = {'first': set_threads(3)}\n"
-        "out['env'] = [os.environ[v] for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')]\n"
+        "out['env'] = [os.environ[v] for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS',\n"
+        "                                        'OMP_WAIT_POLICY')]\n"
         "out['second'] = set_threads(1)\n"
         "print(json.dumps(out))\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("SER_THREADS", "OMP_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("SER_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
     first = out["first"]
+    assert first["omp_wait_policy"] == "PASSIVE"  # set before torch loaded, so in effect
     assert first["torch_intra_op"] == 3 and first["torch_inter_op"] == 3
     blas = [lib["num_threads"] for lib in first["libraries"] if lib["user_api"] == "blas"]
     assert blas and all(n == 3 for n in blas), first
-    assert out["env"] == ["3", "3", "3"]
+    assert out["env"] == ["3", "3", "3", "PASSIVE"]
     # A second call changes what can change; inter-op threads stay as first set, and say so.
     second = out["second"]
     assert second["torch_intra_op"] == 1 and second["torch_inter_op"] == 3
@@ -74,16 +76,20 @@ def test_set_threads_zero_leaves_defaults_and_reads_ser_threads():
         "from ser_pipeline.device import set_threads\n"
         "before = torch.get_num_threads()\n"
         "print(json.dumps([before, set_threads(0)['torch_intra_op']]))\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("SER_THREADS", "OMP_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("SER_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
     before, after = json.loads(res.stdout.strip().splitlines()[-1])
     assert before == after
-    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "SER_THREADS": "1"},
+    code = code.replace("[before, set_threads(0)['torch_intra_op']]", "[before, set_threads(0)]")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                         env={**env, "SER_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"},
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.strip().splitlines()[-1])[1] == 1
+    settings = json.loads(res.stdout.strip().splitlines()[-1])[1]
+    assert settings["torch_intra_op"] == 1
+    assert settings["omp_wait_policy"] == "ACTIVE"  # a user's choice is kept
 
 
 def test_lld_two_workers_give_the_output_of_one(restore_threads):
