@@ -51,7 +51,7 @@ import torch
 from ser_pipeline.errors import ConfigError
 from ser_pipeline.features.base import Extractor, register
 from ser_pipeline.features.spectrogram import (check_batch, choice, n_frames, parse_config, positive,
-                                               seconds_to_samples, to_tensor, versions)
+                                               seconds_to_samples, versions)
 
 EPS = sys.float_info.epsilon  # the epsilon pyAudioAnalysis guards its divisions with
 N_MFCC = 13
