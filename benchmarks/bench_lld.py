@@ -109,9 +109,9 @@ def main() -> None:
     p.add_argument("--utterances", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="pyAudioAnalysis runs (ours run --inner times each)")
-    p.add_argument("--inner", type=int, default=3)
+    p.add_argument("--inner", type=int, default=5)
     p.add_argument("--burners", type=int, default=1, help="CPU-spinning processes for the loaded run (0: skip)")
-    p.add_argument("--load-repeats", type=int, default=7)
+    p.add_argument("--load-repeats", type=int, default=9)
     args = p.parse_args()
 
     # pyAudioAnalysis (numpy/scipy) single-threaded: these are read when the libraries load.
