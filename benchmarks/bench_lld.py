@@ -13,8 +13,10 @@ Contenders, on the same utterances:
                    extractor on the batches the feature runner makes (length-sorted,
                    <= 16 utterances, <= 60 s padded);
   ours, 2 threads  the same after ``set_threads(2)`` (the extract rule's ``threads: 2``).
-Each repeat runs pyAudioAnalysis once and each of ours --inner times, alternating, with the
-order rotated between repeats; min and median per contender are printed with the ratios,
+The extractor runs a batch on 1 or on all threads, whichever it has measured to be faster
+(features/lld.py, _WorkerChoice); the share of batches on each is printed. Each repeat runs
+pyAudioAnalysis once and each of ours --inner times, alternating, with the order rotated
+between repeats; min and median per contender are printed with the ratios,
 then the largest deviation of each feature from pyAudioAnalysis as a fraction of that
 feature's range over all frames (and over voiced frames: energy above 1e-3 of the maximum).
 Then 1 vs 2 threads again while --burners processes spin on the CPU, as on a shared node.
@@ -100,6 +102,11 @@ def deviations(ours: list, ref: list) -> tuple[np.ndarray, np.ndarray]:
     return err.max(axis=0), err[voiced].max(axis=0)
 
 
+def workers_line(used: dict) -> str:
+    total = sum(used.values()) or 1
+    return ", ".join(f"{100 * k / total:.0f} % of batches on {w} worker(s)" for w, k in sorted(used.items()))
+
+
 def burner() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
@@ -147,9 +154,12 @@ def main() -> None:
     def ours(threads: int):
         def run():  # -> (outputs, seconds); the thread set-up is not timed
             set_threads(threads)
+            ex._workers.used.clear()
             t0 = time.perf_counter()
             out = [f for b in batches for f in ex.extract_batch(b, SR)]
             seconds_taken = time.perf_counter() - t0
+            for w, k in ex._workers.used.items():
+                used[threads][w] = used[threads].get(w, 0) + k
             return [out[i] for i in position], seconds_taken
         return run
 
@@ -160,9 +170,12 @@ def main() -> None:
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print(f"audio: {len(utts)} utterances of {seconds.min():.1f}-{seconds.max():.1f} s (seed {args.seed}), "
           f"{seconds.sum():.0f} s in all, {len(batches)} runner batches")
+    used: dict[int, dict[int, int]] = {1: {}, 2: {}}  # threads -> workers -> batches
     contenders = {"pyAudioAnalysis": reference, "ours, 1 thread": ours(1), "ours, 2 threads": ours(2)}
     for name in ("ours, 1 thread", "ours, 2 threads"):  # warm-up: tables, thread pools
         contenders[name]()
+    used[1].clear()
+    used[2].clear()
     settings = {}
     with threadpool_limits(limits=1):
         settings["pyAudioAnalysis"] = thread_settings()
@@ -190,7 +203,8 @@ def main() -> None:
         print(f"speed-up {name:<16} vs pyAudioAnalysis: {ref_min / lo:6.1f}x (min/min), "
               f"{ref_med / med:6.1f}x (median/median)")
     (a_min, a_med), (b_min, b_med) = stats(times["ours, 1 thread"]), stats(times["ours, 2 threads"])
-    print(f"2 threads vs 1, no extra load: time ratio 2t/1t {b_min / a_min:.2f} (min), {b_med / a_med:.2f} (median)")
+    print(f"2 threads vs 1, no extra load: time ratio 2t/1t {b_min / a_min:.2f} (min), {b_med / a_med:.2f} (median); "
+          f"the 2-thread runs put {workers_line(used[2])}")
 
     diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs["ours, 2 threads"], outputs["ours, 1 thread"]))
     print(f"2-thread output vs 1-thread output: max |difference| {diff:.1e}")
@@ -203,6 +217,7 @@ def main() -> None:
           f"{FEATURE_NAMES[int(err_voiced.argmax())]} {err_voiced.max():.1e} (voiced)")
 
     if args.burners > 0:
+        used[2].clear()
         procs = [burner() for _ in range(args.burners)]
         try:
             time.sleep(0.5)
@@ -219,7 +234,8 @@ def main() -> None:
         print(f"with {args.burners} CPU-spinning process(es), {args.load_repeats} runs each, interleaved; {note}")
         print(f"  ours, 1 thread  min {a_min:.3f} s, median {a_med:.3f} s")
         print(f"  ours, 2 threads min {b_min:.3f} s, median {b_med:.3f} s")
-        print(f"  2 threads vs 1 under load: time ratio 2t/1t {b_min / a_min:.2f} (min), {b_med / a_med:.2f} (median)")
+        print(f"  2 threads vs 1 under load: time ratio 2t/1t {b_min / a_min:.2f} (min), {b_med / a_med:.2f} (median); "
+              f"the 2-thread runs put {workers_line(used[2])}")
     print(f"done; {load()}")
 
 

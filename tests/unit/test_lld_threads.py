@@ -94,6 +94,7 @@ def test_set_threads_zero_leaves_defaults_and_reads_ser_threads():
 
 def test_lld_two_workers_give_the_output_of_one(restore_threads):
     ex = get_extractor("lld", {})
+    ex._workers = lld._WorkerChoice(min_frames=0)
     torch.set_num_threads(1)
     one = ex.extract_batch(_signals(), SR)
     torch.set_num_threads(2)
@@ -113,6 +114,7 @@ def test_lld_uses_the_job_thread_count_and_restores_settings(monkeypatch, restor
 
     monkeypatch.setattr(lld, "_worker_pool", spy)
     ex = get_extractor("lld", {})
+    ex._workers = lld._WorkerChoice(min_frames=0)  # the first 2-thread batch tries 2 workers
     for n in (1, 2):
         torch.set_num_threads(n)
         blas_before = _blas_threads()
@@ -136,9 +138,28 @@ def test_lld_worker_error_reaches_the_caller_and_restores_threads(monkeypatch, r
 
     monkeypatch.setattr(lld, "_frame_sums", failing)
     torch.set_num_threads(2)
+    ex = get_extractor("lld", {})
+    ex._workers = lld._WorkerChoice(min_frames=0)
     with pytest.raises(RuntimeError, match="span failed"):
-        get_extractor("lld", {}).extract_batch(_signals(), SR)
+        ex.extract_batch(_signals(), SR)
     assert torch.get_num_threads() == 2
+
+
+def test_worker_choice_follows_the_faster_option_and_keeps_checking():
+    choice = lld._WorkerChoice(explore=4, min_frames=100)
+    assert choice.pick(1, 10_000) == 1 and choice.pick(2, 50) == 1  # one thread / tiny batch
+    # both options are timed first, n workers first
+    assert choice.pick(2, 1000) == 2
+    choice.record(2, 2, 1000, 2.0)  # 2 ms per frame on 2 workers
+    assert choice.pick(2, 1000) == 1
+    choice.record(1, 2, 1000, 1.0)  # 1 ms per frame on 1
+    picks = [choice.pick(2, 1000) for _ in range(8)]
+    assert picks.count(1) == 6 and picks.count(2) == 2  # the slower one re-timed every 4th batch
+    for _ in range(10):  # the load changes: 2 workers become 4x faster
+        choice.record(2, 2, 1000, 0.25)
+    assert choice.pick(2, 1000) == 2
+    choice.record(1, 2, 50, 100.0)  # tiny batches are not timed
+    assert choice.seconds_per_frame[1] == pytest.approx(1e-3)
 
 
 def test_spans_and_groups_cover_everything_once():
