@@ -447,16 +447,18 @@ class _WorkerChoice:
     Spreading spans over threads helps only where a core is idle: on a shared node the
     second thread mostly competes for the same core, the shared cache and the GIL, and
     then n workers were up to 1.4x slower than one (measured on the 2-core development
-    machine under load), while with a CPU-bound neighbour they were 1.6x faster. The output
-    is identical either way, so the choice is made from measurements: each option is
-    timed on real batches, the faster one (an exponential average of seconds per frame)
-    is used, and the other is re-timed on every ``explore``-th batch, so a change of load
-    is noticed within a few batches and costs at most ~1/explore of the time. Batches of
-    fewer than ``min_frames`` frames run on one worker and are not timed.
+    machine under load), while beside a CPU-bound neighbour they were 1.6x faster. The
+    output is identical either way, so the choice is made from measurements: each option
+    is timed on real batches (an exponential average of seconds per frame), n workers are
+    used only while they are at least ``margin`` faster (one worker leaves the other cores
+    to the rest of the node, and the margin keeps timing noise from flipping the choice),
+    and the option not in use is re-timed on every ``explore``-th batch, so a change of
+    load is noticed within a few dozen batches at a cost of at most ~1/explore of the
+    time. Batches of fewer than ``min_frames`` frames run on one worker and are not timed.
     """
 
-    def __init__(self, explore: int = 8, min_frames: int = 512, smoothing: float = 0.3):
-        self.explore, self.min_frames, self.smoothing = explore, min_frames, smoothing
+    def __init__(self, explore: int = 16, min_frames: int = 512, smoothing: float = 0.3, margin: float = 0.1):
+        self.explore, self.min_frames, self.smoothing, self.margin = explore, min_frames, smoothing, margin
         self.seconds_per_frame: dict[int, float] = {}
         self.batches = 0
         self.used: dict[int, int] = {}  # workers -> batches run on them (for benchmarks, logs)
@@ -473,7 +475,8 @@ class _WorkerChoice:
             if w not in self.seconds_per_frame:
                 return w
         self.batches += 1
-        best = min((n, 1), key=self.seconds_per_frame.__getitem__)
+        rate = self.seconds_per_frame
+        best = n if rate[n] < (1.0 - self.margin) * rate[1] else 1
         if self.batches % self.explore == 0:
             return 1 if best == n else n
         return best

@@ -146,7 +146,7 @@ def test_lld_worker_error_reaches_the_caller_and_restores_threads(monkeypatch, r
 
 
 def test_worker_choice_follows_the_faster_option_and_keeps_checking():
-    choice = lld._WorkerChoice(explore=4, min_frames=100)
+    choice = lld._WorkerChoice(explore=4, min_frames=100, margin=0.1)
     assert choice.pick(1, 10_000) == 1 and choice.pick(2, 50) == 1  # one thread / tiny batch
     # both options are timed first, n workers first
     assert choice.pick(2, 1000) == 2
@@ -155,9 +155,13 @@ def test_worker_choice_follows_the_faster_option_and_keeps_checking():
     choice.record(1, 2, 1000, 1.0)  # 1 ms per frame on 1
     picks = [choice.pick(2, 1000) for _ in range(8)]
     assert picks.count(1) == 6 and picks.count(2) == 2  # the slower one re-timed every 4th batch
+    for _ in range(10):  # 2 workers only 5 % faster: within the margin, one worker is kept
+        choice.record(2, 2, 1000, 0.95)
+    assert [choice.pick(2, 1000) for _ in range(3)] == [1, 1, 1]
     for _ in range(10):  # the load changes: 2 workers become 4x faster
         choice.record(2, 2, 1000, 0.25)
-    assert choice.pick(2, 1000) == 2
+    picks = [choice.pick(2, 1000) for _ in range(4)]
+    assert picks.count(2) == 3 and picks.count(1) == 1
     choice.record(1, 2, 50, 100.0)  # tiny batches are not timed
     assert choice.seconds_per_frame[1] == pytest.approx(1e-3)
 
