@@ -15,9 +15,10 @@ How the torch backend is fast (benchmarks/bench_lld.py measures it against the l
     block energies), and the roll-off searches 20-bin blocks before bins;
   * float64 throughout by default: near-silent frames need it, where FFT rounding meets
     pyAudioAnalysis's 2.2e-16 guards (a float32 FFT shifts their MFCCs by whole units);
-  * on CPU every operation runs on one thread and the job's threads take spans of frames
-    from a queue: the operations are too small to split, and splitting them made the old
-    code 5-16x slower on 2 threads of a loaded machine (see device.set_threads).
+  * on CPU every operation runs on one thread: the operations are too small to split, and
+    splitting them made the old code 5-16x slower on 2 threads of a loaded machine (see
+    device.set_threads). The job's threads instead take spans of frames from a queue, for
+    the batches where that measures faster than one thread (``_WorkerChoice``).
 
 Columns (pyAudioAnalysis order): 0 zcr, 1 energy, 2 energy_entropy, 3 spectral_centroid,
 4 spectral_spread, 5 spectral_entropy, 6 spectral_flux, 7 spectral_rolloff, 8-20 mfcc_1..13,
