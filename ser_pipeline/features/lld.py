@@ -500,7 +500,7 @@ class PyAudioAnalysisLLD(Extractor):
       win, step  seconds (0.050, 0.025 as in Boigne et al.).
       precision  "float64" (default) or "float32" for the torch backend. float64 matches the
                  reference to ~1e-6 of each feature's range on every frame (~6e-8, the float32
-                 output rounding, on voiced ones); float32 is ~1.7x faster but diverges on
+                 output rounding, on voiced ones); float32 is faster but diverges on
                  near-silent frames, where pyAudioAnalysis's 2.2e-16 guards dominate.
 
     Utterances shorter than one window are zero-padded to one window before normalisation,
