@@ -61,3 +61,16 @@ rule folds:
         "../envs/corpus.yaml"
     shell:
         "python -m ser_pipeline folds --manifest {input:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule download:
+    output:
+        f"{{target}}/{sp.DOWNLOAD_MARKER}",
+    params:
+        spec=lambda wc: as_json(sp.download_spec(config, wc.target)),
+    log:
+        f"{R}/logs/download/{{target}}.log",
+    conda:
+        "../envs/corpus.yaml"
+    shell:
+        "python -m ser_pipeline download --spec {params.spec:q} --marker {output:q} > {log:q} 2>&1"

@@ -21,6 +21,7 @@ from ser_pipeline.errors import SerError
 # command name -> (module under ser_pipeline.commands, one-line help)
 COMMANDS = {
     "demo-corpus": ("demo_corpus", "Generate a built-in offline demo corpus in a real corpus layout."),
+    "download": ("download", "Download and verify an open corpus (RAVDESS, CREMA-D, EmoDB) into its folder."),
     "prepare": ("prepare", "Read a corpus into the manifest (every labelled utterance) and report it."),
     "utterances": ("utterances", "The manifest rows any experiment on a corpus uses (what features cover)."),
     "folds": ("folds", "Write a protocol's fold file, refusing leakage and empty parts."),

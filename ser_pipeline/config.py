@@ -131,6 +131,8 @@ def check_references(cfg: dict, source: str = "config") -> None:
                                               f"(demos exist for {sorted(demos)})")
         if corpus.get("labels"):
             _check_labels(corpus["labels"], err, f"corpora.{name}.labels")
+        if "download" in corpus and "path" not in corpus:
+            raise err(f"corpora.{name}.download", "give the folder to download into as 'path'")
     for name, proto in cfg["protocols"].items():
         if proto.get("labels"):
             _check_labels(proto["labels"], err, f"protocols.{name}.labels")
@@ -532,6 +534,7 @@ def corpus_input_files(cfg: dict, corpus: str) -> list[str]:
     c = cfg["corpora"][corpus]
     if "demo" in c:
         return [f"{corpus_root(cfg, corpus)}/.done"]
+    downloaded = [download_marker(cfg, corpus)] if "download" in c else []
     module = registry("loader")[c["loader"]]
     import importlib
 
@@ -539,9 +542,26 @@ def corpus_input_files(cfg: dict, corpus: str) -> list[str]:
 
     declared = getattr(importlib.import_module(module), "input_files", None)
     try:
-        return sorted(str(p) for p in declared(c["path"], **(c.get("options") or {}))) if declared else []
+        found = sorted(str(p) for p in declared(c["path"], **(c.get("options") or {}))) if declared else []
     except CorpusError:
-        return []  # no corpus there (yet): the manifest job itself stops, naming the path and the reason
+        found = []  # no corpus there (yet): the manifest job itself stops, naming the path and the reason
+    return downloaded + found
+
+
+DOWNLOAD_MARKER = ".ser_download.done"
+
+
+def download_marker(cfg: dict, corpus: str) -> str:
+    return f"{cfg['corpora'][corpus]['path'].rstrip('/')}/{DOWNLOAD_MARKER}"
+
+
+def download_spec(cfg: dict, target: str) -> dict:
+    """The download job of the corpus whose ``path`` is ``target``."""
+    for name, c in cfg["corpora"].items():
+        if "download" in c and c["path"].rstrip("/") == target.rstrip("/"):
+            return _spec("download", {"corpus": name, "loader": c["loader"], "target": c["path"],
+                                      "options": c["download"] or {}}, registry("loader")[c["loader"]])
+    raise ConfigError(f"no corpus with download: and path {target}")
 
 
 # ---------------------------------------------------------------- scheduling
