@@ -139,6 +139,12 @@ def registered(decorator: str, within: str = PACKAGE_NAME, root: Path = PACKAGE_
     return dict(sorted(found.items()))
 
 
+def clear_caches() -> None:
+    """Forget the scanned package (after files were edited in this process, e.g. in tests)."""
+    _scan_package.cache_clear()
+    _code_digest.cache_clear()
+
+
 def _parents(module: str) -> list[str]:
     parts = module.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts))]

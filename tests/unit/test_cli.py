@@ -22,11 +22,11 @@ def test_help_lists_every_stage():
 
 def test_bad_config_key_is_named(tmp_path):
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["models"]["mean_pool_lld"]["train"]["lr"] = -1
+    cfg["models"]["ma_variable"]["train"]["lr"] = -1
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     res = CliRunner().invoke(main, ["check-config", str(tmp_path / "c.yaml")])
     assert res.exit_code == 2
-    assert "models.mean_pool_lld.train.lr" in res.output
+    assert "models.ma_variable.train.lr" in res.output
 
 
 def test_corrupt_audio_stops_extraction_naming_the_file_and_leaves_no_store(tmp_path):

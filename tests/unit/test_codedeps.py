@@ -17,7 +17,7 @@ def _pkg(tmp_path: Path, files: dict[str, str]) -> Path:
 
 @pytest.fixture
 def pkg(tmp_path):
-    codedeps._scan_package.cache_clear()
+    codedeps.clear_caches()
     yield _pkg(tmp_path, {
         "__init__.py": "",
         "a.py": "from ser_pipeline import b\n",
@@ -28,7 +28,7 @@ def pkg(tmp_path):
         "lonely.py": "x = 1\n",
         "data/table.yaml": "a: 1\n",
     })
-    codedeps._scan_package.cache_clear()
+    codedeps.clear_caches()
 
 
 def test_closure_follows_nested_relative_and_multiline_imports_and_parent_packages(pkg):
@@ -41,13 +41,14 @@ def test_closure_follows_nested_relative_and_multiline_imports_and_parent_packag
 def test_digest_changes_with_any_module_in_the_closure_and_its_data_only(pkg):
     d0 = codedeps.code_digest(["ser_pipeline.a"], root=pkg)
     (pkg / "lonely.py").write_text("x = 2\n")
-    codedeps._scan_package.cache_clear()
+    codedeps.clear_caches()
     assert codedeps.code_digest(["ser_pipeline.a"], root=pkg) == d0
     (pkg / "data" / "table.yaml").write_text("a: 2\n")
+    codedeps.clear_caches()
     d1 = codedeps.code_digest(["ser_pipeline.a"], root=pkg)
     assert d1 != d0
     (pkg / "sub" / "models.py").write_text("import os\n# edited\n")
-    codedeps._scan_package.cache_clear()
+    codedeps.clear_caches()
     assert codedeps.code_digest(["ser_pipeline.a"], root=pkg) != d1
 
 
@@ -58,7 +59,7 @@ def test_registered_reads_decorators_without_importing(pkg):
 
 def test_a_name_registered_twice_is_an_error(pkg):
     (pkg / "lonely.py").write_text("@register_model('alpha')\nclass B: pass\n")
-    codedeps._scan_package.cache_clear()
+    codedeps.clear_caches()
     with pytest.raises(ValueError, match="alpha"):
         codedeps.registered("register_model", root=pkg)
 

@@ -257,7 +257,7 @@ def test_val_test_table_shows_delta_beside_the_paper():
     assert ec["UA_val"] == pytest.approx(70.0) and ec["UA_test"] == pytest.approx(test_ua, abs=1e-3)
     assert ec["UA_delta"] == pytest.approx(test_ua - 70.0, abs=1e-3)
     assert ec["WA_delta_paper"] == -2.56 and ec["UA_test_paper"] == 57.45
-    assert "**Validation split**: one held-out speaker per fold" in md and "validation f01_V" in md
+    assert "**Validation split**: the held-out validation speaker(s) of each fold" in md and "validation f01_V" in md
     row = next(line for line in md.splitlines() if line.startswith("| ec_only (ref) |"))
     assert f"| {ec['WA_val']:.1f} |" in row and "| 58.5 | 55.92 | -2.56 |" in row
     assert "Other rows of the paper's table" in md and "DAT model" in md
