@@ -233,7 +233,8 @@ def verification_cost(path: Path) -> str:
 
     st = FeatureStore(path)
     arr = st.arrays["frames"]
-    blocks = [arr.read(i, np.empty((arr.chunk_rows, arr.row_shape[0]), arr.dtype)) for i in range(min(arr.n_chunks, 64))]
+    blocks = [arr.read(i, np.empty((arr.chunk_rows, arr.row_shape[0]), arr.dtype))
+              for i in range(min(arr.n_chunks, 64))]
     nbytes = sum(b.nbytes for b in blocks)
     best = []
     for _ in range(3):
@@ -300,7 +301,8 @@ def main() -> None:
             variants.append((f"store {mb}MB none, verify whole chunks", dict(chunk_bytes=mb << 20),
                              {"piece_bytes": 1 << 40}))
             for th in (1, 4):
-                variants.append((f"store {mb}MB none, {th} read thread(s)", dict(chunk_bytes=mb << 20), {"threads": th}))
+                variants.append((f"store {mb}MB none, {th} read thread(s)", dict(chunk_bytes=mb << 20),
+                                 {"threads": th}))
             for comp in ("lz4", "zstd-1", "zstd-3"):
                 variants.append((f"store {mb}MB chunks {comp}", dict(chunk_bytes=mb << 20, compressor=comp), {}))
             variants.append((f"zarr slicing of {mb}MB none store", dict(chunk_bytes=mb << 20), {"zarr": True}))

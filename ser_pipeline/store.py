@@ -173,6 +173,7 @@ class StoreWriter:
         self.key = key
         self.checkpoint_seconds = checkpoint_seconds
         self.ids: list[str] = []
+        self._seen: set[str] = set()
         self.lengths: list[int] = []
         self.n_frames = 0  # rows added
         self.crcs: dict[str, list[int]] = {"frames": [], "tokens": []}  # full chunks on disk
@@ -231,6 +232,7 @@ class StoreWriter:
                     if not p.name.isdigit() or int(p.name) >= n_full:
                         _remove(p)
         self.ids, self.lengths = list(state["ids"]), [int(n) for n in state["lengths"]]
+        self._seen = set(self.ids)
         self.n_frames = int(state["n_frames"])
         self.crcs = {"frames": list(state["crcs"]["frames"]),
                      "tokens": list(state["crcs"]["tokens"]) if self.with_tokens else []}
@@ -256,6 +258,9 @@ class StoreWriter:
     # -- streaming ---------------------------------------------------------------------------
     def add(self, utt_id: str, frames: np.ndarray, tokens: list[str] | None = None) -> None:
         frames = np.asarray(frames)
+        utt_id = str(utt_id)
+        if utt_id in self._seen:
+            raise SerError(f"utterance {utt_id}: added twice (utterance ids must be unique)")
         if frames.ndim != 2 or frames.shape[1] != self.dim:
             raise SerError(f"utterance {utt_id}: extractor returned shape {frames.shape}, expected (T, {self.dim})")
         if not np.all(np.isfinite(frames)):
@@ -267,7 +272,8 @@ class StoreWriter:
             self._tok.extend(str(t) for t in tokens)
         self._buf.append(frames.astype(self.dtype, copy=False))
         self._buf_rows += len(frames)
-        self.ids.append(str(utt_id))
+        self.ids.append(utt_id)
+        self._seen.add(utt_id)
         self.lengths.append(len(frames))
         self.n_frames += len(frames)
         if self._buf_rows >= self.rows:
@@ -346,9 +352,6 @@ class StoreWriter:
             self._write_chunk(len(self.crcs["frames"]), block, toks, final=True)
             self._buf, self._buf_rows, self._tok = [], 0, []
         n_utt = len(self.ids)
-        if len(set(self.ids)) != n_utt:
-            dup = sorted({u for u in self.ids if self.ids.count(u) > 1})[:3]
-            raise SerError(f"utterance ids are not unique, e.g. {dup}")
         offsets = np.zeros(n_utt + 1, dtype="<i8")
         np.cumsum(self.lengths, out=offsets[1:])
         small = {"offsets": _encode_numeric(offsets, []), "utt_ids": _encode_strings(self.ids)}
@@ -372,6 +375,8 @@ class StoreWriter:
             names.append("tokens")
         summaries = {n: _array_summary(_read_json(self.root / n / "zarr.json"), crcs[n]) for n in names}
         (self.root / STATE_FILE).unlink(missing_ok=True)
+        for stray in self.root.glob(f".{STATE_FILE}.tmp-*"):  # a checkpoint interrupted mid-write
+            stray.unlink()
         _remove(self.root / TAIL_DIR)
         group.attrs.update({
             **attrs, "n_utterances": n_utt, "dim": self.dim, "dtype": self.dtype.name,
@@ -688,7 +693,10 @@ class FeatureStore:
                                         + (f", falls after utterance {bad}" if bad is not None else "") + ")",
                              "offsets", 0, off.file(0))
         ids = self.arrays["utt_ids"]
-        self.utt_ids = ids.read(0)[:n_utt] if n_utt else []
+        self.utt_ids = ids.read(0) if n_utt else []
+        if len(self.utt_ids) != n_utt:
+            raise StoreError(self.path, f"holds {len(self.utt_ids)} utterance ids, expected {n_utt}",
+                             "utt_ids", 0, ids.file(0))
         self.index = {u: i for i, u in enumerate(self.utt_ids)}
         if len(self.index) != n_utt:
             seen, dup = set(), []

@@ -126,7 +126,7 @@ def test_bad_frames_are_rejected_with_the_utterance_named(tmp_path):
     with pytest.raises(SerError, match="expected"):
         with write_store(tmp_path / "s.zarr", 4, {}) as w:
             w.add("u2", np.zeros((3, 5), np.float32))
-    with pytest.raises(SerError, match="not unique"):
+    with pytest.raises(SerError, match="u3: added twice"):
         with write_store(tmp_path / "s.zarr", 4, {}) as w:
             w.add("u3", np.zeros((3, 4), np.float32))
             w.add("u3", np.zeros((3, 4), np.float32))
