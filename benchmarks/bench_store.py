@@ -300,7 +300,9 @@ def main() -> None:
                 variants.append((f"store {c}MB chunks none", dict(chunk_bytes=c << 20), {}))
             variants.append((f"store {mb}MB none, verify whole chunks", dict(chunk_bytes=mb << 20),
                              {"piece_bytes": 1 << 40}))
-            for th in (1, 4):
+            from ser_pipeline.store import READ_THREADS
+
+            for th in [t for t in (1, 2, 4) if t != READ_THREADS]:
                 variants.append((f"store {mb}MB none, {th} read thread(s)", dict(chunk_bytes=mb << 20),
                                  {"threads": th}))
             for comp in ("lz4", "zstd-1", "zstd-3"):
@@ -351,7 +353,10 @@ def main() -> None:
                 for p in procs:
                     p.start()
                 try:
-                    contenders.update({f"store, {t} read thread(s)": store_reader(st, ids, t) for t in (1, 4)})
+                    from ser_pipeline.store import READ_THREADS
+
+                    contenders.update({f"store, {t} read thread(s)": store_reader(st, ids, t)
+                                       for t in (1, 2, 4) if t != READ_THREADS})
                     res = run_round(contenders, sels, ["warm"], args.repeats, files_of([h5, st]), gb)
                     print_round(f"under load: {args.burn} CPU-burning processes, D={dim}, load avg "
                                 f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())}", res, gb)
