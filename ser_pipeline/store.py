@@ -52,14 +52,36 @@ STORE_FORMAT = 2
 # crc32c (Castagnoli) of each chunk file's bytes, by google-crc32c (a dependency of zarr 3, whose own
 # checksum codec uses it): ~25 GB/s with the SSE4.2/ARMv8 instruction, against ~4 GB/s for zlib.crc32.
 CHECKSUM = "crc32c"
-# Production settings, picked by benchmarks/bench_store.py (see its README section):
+# Production settings, picked by benchmarks/bench_store.py --sweep on a loaded 2-core machine (ratios
+# are store/h5py read times of the same rows, min of 5; see benchmarks/README.md):
+# - chunk size: no size from 1 to 64 MB was consistently better (all 1.1-2.6x; 4-16 MB warm
+#   1.4-1.9x, cold 1.2-2.2x). 8 MB keeps a 5 GB store at ~640 files (cluster file systems count
+#   inodes) and the write buffer and the padding of the last chunk at 8 MB.
+# - codec: none. lz4 measured 2.2-4.2x, zstd-1/3 3.5-8.2x, and saved 7-8% of the disk: float
+#   features carry random mantissa bits and barely compress.
+# - Zarr v3 sharding (zarr's own writer and reader): 2.7-8.6x. zarr's own slicing of our files,
+#   unverified: 0.9-1.8x, no faster than the verified path in this noise.
 CHUNK_BYTES = 8 << 20  # target bytes of one frames chunk (rows = CHUNK_BYTES // row bytes)
 COMPRESSOR = None  # None | "lz4" | "zstd-<level>"
-# Chunk files read + verified concurrently by FeatureStore.load. 4 rather than the 2 cores measured on:
-# overlapping I/O helps cold reads, and under CPU load more threads keep the read from starving
-# (bench_store.py sweep and --burn rounds); warm reads on idle cores were within noise of 2.
-READ_THREADS = 4
-PIECE_BYTES = 1 << 20  # a chunk is read and verified in pieces this big (cache-sized)
+
+
+def _default_read_threads() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+# Chunk files read + verified concurrently by FeatureStore.load: one per usable core, at most 4.
+# Measured on 2 cores (benchmarks/bench_store.py): 4 threads overlapped more I/O on cold reads
+# (cold store/h5py 1.1-1.7x against 1.3-2.1x with 2) but made warm reads slower (1.3-2.9x against
+# 1.1-1.4x; threads sharing a core evicting each other's just-read piece from the cache before it is
+# verified is the likely reason), so no more threads than cores.
+READ_THREADS = _default_read_threads()
+# A chunk is read and verified in pieces this big, each while it is still in the CPU cache; reading
+# whole 8 MB chunks and verifying them afterwards measured 2.1-2.4x warm against 1.5-1.7x.
+PIECE_BYTES = 1 << 20
 CHECKPOINT_SECONDS = 30.0  # resumable writes record their progress at most this often
 STATE_FILE = "_partial.json"
 TAIL_DIR = "_partial_tail"  # the rows of the last, unfinished chunk at the last checkpoint
