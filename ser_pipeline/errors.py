@@ -24,3 +24,20 @@ class ConfigError(SerError):
 
 class LeakageError(SerError):
     """A fold whose train/validation/test parts share a speaker (or a script, where asked)."""
+
+
+class StoreError(SerError):
+    """A feature store that is missing, incomplete or damaged; the message names the store,
+    the array and chunk at fault, and how to rebuild it."""
+
+    def __init__(self, store, reason, array: str | None = None, chunk: int | None = None,
+                 file=None):
+        self.store, self.reason, self.array, self.chunk = str(store), reason, array, chunk
+        self.file = None if file is None else str(file)
+        where = ""
+        if array is not None:
+            where = f"array '{array}'" + ("" if chunk is None else f" chunk {chunk}")
+            where += f" (file {self.file})" if self.file else ""
+            where += ": "
+        super().__init__(f"{self.store}: {where}{reason}; delete {self.store} and rerun snakemake "
+                         f"(it will re-extract)")

@@ -4,9 +4,20 @@ Reading, cropping, speed perturbation and batching are done here once for every
 extractor. Utterances are sorted by length and cut into batches of bounded padded
 duration, so padding waste is small and memory per batch is bounded whatever the corpus
 size; frames stream into the store as they are produced.
+
+Long extractions are resumable: the store writer records a checkpoint (at most every
+``checkpoint_seconds``, always at a batch boundary) in its partial store, keyed by everything the
+content depends on: the store attributes (extractor, config, model checksum, library versions,
+device), the batch plan, and a digest of the manifest rows with each audio file's size and
+modification time. A rerun with the same key skips the batches already stored; the finished
+store is identical (same content_digest) to an uninterrupted run's because the batch plan, and
+so every batch's input, is the same.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 
 import numpy as np
@@ -48,8 +59,33 @@ def load_waveform(row, max_seconds: float | None, speed: float | None) -> np.nda
     return x
 
 
-def extract_corpus(manifest_path, out_path, spec: dict, device: str = "cpu") -> dict:
-    """Extract ``spec`` (a features: entry of config.yaml) for every utterance of the manifest."""
+def manifest_digest(df, with_audio: bool) -> str:
+    """sha256 of the manifest columns extraction reads, plus each audio file's size and mtime.
+
+    The audio stat catches a file regenerated under the same name between an interrupted run
+    and its resumption (a copied corpus gets new mtimes and simply starts afresh).
+    """
+    h = hashlib.sha256()
+    cols = [c for c in ("utt_id", "audio_path", "start", "end", "duration", "text") if c in df.columns]
+    for row in df[cols].itertuples(index=False):
+        h.update(json.dumps([None if isinstance(v, float) and np.isnan(v) else v for v in row],
+                            default=str).encode())
+        if with_audio:
+            try:
+                st = os.stat(row.audio_path)
+                h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+            except OSError:
+                h.update(b"|missing")
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def extract_corpus(manifest_path, out_path, spec: dict, device: str = "cpu", *,
+                   checkpoint_seconds: float | None = None) -> dict:
+    """Extract ``spec`` (a features: entry of config.yaml) for every utterance of the manifest.
+
+    Resumes an interrupted extraction of the same output with the same inputs (see module doc).
+    """
     from ser_pipeline.errors import ConfigError
 
     unknown = set(spec) - RUNNER_KEYS
@@ -83,10 +119,15 @@ def extract_corpus(manifest_path, out_path, spec: dict, device: str = "cpu") -> 
     t0 = time.time()
     audio_seconds = 0.0
     rows = list(df.itertuples(index=False))
+    resume_key = json.dumps({"attrs": attrs, "manifest": manifest_digest(df, not text),
+                             "batches": [[rows[i].utt_id for i in idx] for idx in batches]},
+                            sort_keys=True, default=str)
     with write_store(out_path, extractor.dim, attrs, dtype=spec.get("dtype", "float32"),
-                     with_tokens=text) as store:
-        bar = tqdm(total=len(rows), unit="utt", desc=f"{spec['extractor']} -> {out_path}", mininterval=2.0)
-        for idx in batches:
+                     with_tokens=text, resume_key=resume_key, checkpoint_seconds=checkpoint_seconds) as store:
+        skip = store.resumed_from
+        bar = tqdm(total=len(rows), initial=sum(len(b) for b in batches[:skip]), unit="utt",
+                   desc=f"{spec['extractor']} -> {out_path}", mininterval=2.0)
+        for k, idx in enumerate(batches[skip:], start=skip):
             batch_rows = [rows[i] for i in idx]
             if text:
                 outs = extractor.extract_batch([r.text for r in batch_rows])
@@ -98,7 +139,9 @@ def extract_corpus(manifest_path, out_path, spec: dict, device: str = "cpu") -> 
                 for r, frames in zip(batch_rows, extractor.extract_batch(waves, SAMPLE_RATE)):
                     store.add(r.utt_id, frames)
             bar.update(len(idx))
+            store.end_batch(k + 1)
         bar.close()
     wall = time.time() - t0
-    return {"utterances": len(rows), "audio_seconds": audio_seconds, "wall_seconds": wall,
+    return {"utterances": len(rows), "batches": len(batches), "resumed_after_batches": skip,
+            "audio_seconds": audio_seconds, "wall_seconds": wall,
             "x_realtime": audio_seconds / wall if wall > 0 else None}
