@@ -24,12 +24,14 @@ rule manifest:
         f"{R}/corpora/{{corpus}}/manifest.csv",
     params:
         spec=prepare_spec,
+        audit=lambda wc: sp.audit_report(config, wc.corpus),
     log:
         f"{R}/logs/corpora/{{corpus}}/manifest.log",
     conda:
         "../envs/corpus.yaml"
     shell:
-        "python -m ser_pipeline prepare --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        "python -m ser_pipeline prepare --spec {params.spec:q} --out {output:q} "
+        "--audit-report {params.audit:q} > {log:q} 2>&1"
 
 
 rule utterances:

@@ -279,6 +279,11 @@ def corpus_dir(cfg: dict, corpus: str) -> str:
     return f"{cfg['results']}/corpora/{corpus}"
 
 
+def audit_report(cfg: dict, corpus: str) -> str:
+    """The audio audit's findings of a corpus (beside its logs: it must survive a failed job)."""
+    return f"{cfg['results']}/logs/corpora/{corpus}/audio_audit.csv"
+
+
 def corpus_root(cfg: dict, corpus: str) -> str:
     """Where the loader reads: the user's path, or the folder the demo generator fills."""
     c = cfg["corpora"][corpus]
@@ -521,7 +526,8 @@ def plot_spec(cfg: dict, exp_name: str) -> dict:
 
 
 def summary_spec(cfg: dict) -> dict:
-    return _spec("summary", {"experiments": sorted(cfg["experiments"])})
+    return _spec("summary", {"experiments": sorted(cfg["experiments"]),
+                             "audits": {c: audit_report(cfg, c) for c in corpora_in_use(cfg)}})
 
 
 def corpus_input_files(cfg: dict, corpus: str) -> list[str]:

@@ -16,9 +16,17 @@ from ser_pipeline.manifest import read_manifest, write_manifest
 from ser_pipeline.protocols.labels import map_labels
 
 
-def prepare_manifest(loader: str, path, corpus: str, options: dict, out, demo: dict | None = None) -> str:
+def prepare_manifest(loader: str, path, corpus: str, options: dict, out, demo: dict | None = None,
+                     audit: dict | None = None, audit_report=None) -> str:
     """Write the manifest of corpus ``corpus``; with ``demo``, ``path`` is where the demo
-    generator put it (the generator returns the corpus root without regenerating it)."""
+    generator put it (the generator returns the corpus root without regenerating it).
+
+    Every audio file is audited first (:func:`ser_pipeline.corpora.audit.audit_audio`, all
+    files at once): errors stop the job listing every bad file; warnings go to
+    ``audit_report``, which the results summary links.
+    """
+    from ser_pipeline.corpora.audit import audit_audio
+
     if demo is not None:
         from ser_pipeline.corpora import demo_function
 
@@ -26,8 +34,11 @@ def prepare_manifest(loader: str, path, corpus: str, options: dict, out, demo: d
     df = prepare_corpus(loader, path, corpus=corpus, **options)
     if df.empty:
         raise CorpusError(f"corpus {corpus} ({path}): the loader found no utterance")
+    found = audit_audio(df, audit or {}, report_path=audit_report, key=f"corpora.{corpus}.audit")
     write_manifest(df, out)
-    return report(df)
+    warnings = len(found.findings)
+    return report(df) + (f"\naudio audit: {warnings} warning(s), see {audit_report}" if warnings else
+                         "\naudio audit: no finding")
 
 
 def report(df: pd.DataFrame) -> str:
