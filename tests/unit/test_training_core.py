@@ -279,3 +279,20 @@ def test_epoch_count_chosen_on_a_session_carved_from_training_never_the_test_one
     assert len(res["history"]) == inner["selected_epoch"]
     assert res["n_train"] == 96, "retrained on the whole training part"
     assert "carved from the training part" in res["epoch_selection"] and "up to 6" in res["options_text"]
+
+
+def test_middle_crop_and_cycle_repeat():
+    from ser_pipeline.training.data import middle_cycle
+
+    a = np.arange(10, dtype=np.float32)[:, None]
+    np.testing.assert_array_equal(middle_cycle(a, 4)[:, 0], [3, 4, 5, 6])  # the middle of a longer one
+    np.testing.assert_array_equal(middle_cycle(a[:3], 8)[:, 0], [0, 1, 2, 0, 1, 2, 0, 1])  # cycled
+    assert middle_cycle(a, 10) is not None and len(middle_cycle(a, 10)) == 10
+
+
+def test_the_chosen_batch_size_is_the_best_on_validation(corpus):
+    res = run_training(spec(corpus, "mean_pool", train={"batch_size": [4, 8, 32], "epochs": 2}))
+    cands = res["batch_size_selection"]["candidates"]
+    best = max(cands, key=lambda b: (cands[b], -list(cands).index(b)))
+    assert res["training"]["batch_size"] == best
+    assert res["val_metrics"]["UA"] == pytest.approx(cands[best])
