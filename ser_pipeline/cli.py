@@ -72,13 +72,21 @@ def main():
 
 
 def parse_spec(text: str) -> dict:
-    """The JSON ``--spec`` every stage takes."""
+    """The JSON ``--spec`` every stage takes.
+
+    Specs are written with sorted keys (so a digest never depends on dict order); an
+    experiment's ``model_order`` restores the order of its models, which decides its rows.
+    """
     import json
 
     try:
-        return json.loads(text)
+        spec = json.loads(text)
     except json.JSONDecodeError as e:
         raise click.BadParameter(f"--spec is not JSON: {e}")
+    if "model_order" in spec and "experiment" in spec:
+        models = spec["experiment"]["models"]
+        spec["experiment"]["models"] = {m: models[m] for m in spec["model_order"]}
+    return spec
 
 
 if __name__ == "__main__":

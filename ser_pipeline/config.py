@@ -511,18 +511,25 @@ def crosscorpus_spec(cfg: dict, exp_name: str, model: str, seed: int, fold: str)
     return _spec("crosscorpus", settings, registry("model")[cfg["models"][model]["arch"]], *extra)
 
 
+def _experiment(cfg: dict, exp_name: str) -> dict:
+    """The experiment entry plus its model order: specs travel as JSON with sorted keys, and
+    the order of `models` decides the table's rows and its default reference system."""
+    exp = cfg["experiments"][exp_name]
+    return {"name": exp_name, "experiment": exp, "model_order": list(exp["models"])}
+
+
 def probe_spec(cfg: dict, exp_name: str) -> dict:
     dirs = experiment_model_dirs(cfg, exp_name)
     embeddings = {m: {f: f"{d}/embeddings.npz" for f, d in folds.items()} for m, folds in dirs.items()}
-    return _spec("probe", {"name": exp_name, "experiment": cfg["experiments"][exp_name], "embeddings": embeddings})
+    return _spec("probe", {**_experiment(cfg, exp_name), "embeddings": embeddings})
 
 
 def experiment_spec(cfg: dict, exp_name: str) -> dict:
-    return _spec("table", {"name": exp_name, "experiment": cfg["experiments"][exp_name]})
+    return _spec("table", _experiment(cfg, exp_name))
 
 
 def plot_spec(cfg: dict, exp_name: str) -> dict:
-    return _spec("plot", {"name": exp_name, "experiment": cfg["experiments"][exp_name]})
+    return _spec("plot", _experiment(cfg, exp_name))
 
 
 def summary_spec(cfg: dict) -> dict:

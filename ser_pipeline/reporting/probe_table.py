@@ -16,7 +16,8 @@ from ser_pipeline.reporting.speaker_probe import load_embeddings, speaker_probe,
 def write_probe_outputs(name: str, exp: dict, embeddings: dict[str, dict[str, str]], out_md, out_png) -> str:
     probe = exp["probe"]
     rows = []
-    for model, folds in embeddings.items():
+    for model in [m for m in exp["models"] if m in embeddings]:  # the experiment's order
+        folds = embeddings[model]
         accs, chances, ns = [], [], []
         for fold in sorted(folds):
             e = load_embeddings(folds[fold])
