@@ -179,7 +179,7 @@ class _Checked:
         return HparamError(f"model '{self.name}': hyperparameter '{key}' {why} (got {self.hparams[key]!r})")
 
 
-class SerModel(nn.Module):
+class SerModel(_Checked, nn.Module):
     """A neural model. Subclasses set ``streams`` and ``default_hparams`` and implement
     ``forward``; the defaults of the three hooks below train it with weighted
     cross-entropy and one optimiser. Override them (the model owns its loss, as in a
@@ -190,19 +190,10 @@ class SerModel(nn.Module):
     """
 
     kind = "neural"
-    streams: tuple[str, ...] = ("audio",)
-    needs: frozenset = frozenset()
-    name: str = ""
-
-    @classmethod
-    def default_hparams(cls) -> dict:
-        raise NotImplementedError
 
     def __init__(self, input_dims: dict[str, int], n_classes: int, hparams: dict | None = None):
-        super().__init__()
-        _Checked._setup(self, input_dims, n_classes, hparams)
-
-    _bad = _Checked._bad
+        nn.Module.__init__(self)
+        self._setup(input_dims, n_classes, hparams)
 
     # ------------------------------------------------------------ training hooks
 
