@@ -16,8 +16,7 @@ wildcard_constraints:
     seed=r"[0-9]+",
     fold=r"f[0-9]+",
     export=r"[A-Za-z0-9_.-]+",
-    target="|".join(re.escape(c["path"].rstrip("/")) for c in config["corpora"].values() if "download" in c)
-    or r"(?!x)x",
+    target=sp.download_target_pattern(config),
     experiment="|".join(re.escape(e) for e in config["experiments"]),
 
 

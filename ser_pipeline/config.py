@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -566,6 +567,12 @@ DOWNLOAD_MARKER = ".ser_download.done"
 
 def download_marker(cfg: dict, corpus: str) -> str:
     return f"{cfg['corpora'][corpus]['path'].rstrip('/')}/{DOWNLOAD_MARKER}"
+
+
+def download_target_pattern(cfg: dict) -> str:
+    """The regex of the ``{target}`` wildcard: the paths of corpora with a ``download:`` key."""
+    targets = [re.escape(c["path"].rstrip("/")) for c in cfg["corpora"].values() if "download" in c]
+    return "|".join(targets) or r"(?!x)x"
 
 
 def download_spec(cfg: dict, target: str) -> dict:

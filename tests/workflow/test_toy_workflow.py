@@ -223,6 +223,8 @@ def _job_specs(cfg) -> dict[str, dict]:
                 out[plot] = sp.plot_spec(cfg, name)
         if exp.get("probe"):
             out[f"{r}/tables/{name}_speaker_probe.md"] = sp.probe_spec(cfg, name)
+    for name in cfg.get("exports") or {}:
+        out[sp.export_dir(cfg, name)] = sp.export_spec(cfg, name)
     out[f"{r}/summary.md"] = sp.summary_spec(cfg)
     return out
 
