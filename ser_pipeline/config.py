@@ -193,6 +193,10 @@ def check_references(cfg: dict, source: str = "config") -> None:
             for model in exp["probe"].get("figure", []):
                 if model not in exp["models"]:
                     raise err(f"experiments.{name}.probe.figure", f"'{model}' is not one of its models")
+        for head, convex in (exp.get("convex_references") or {}).items():
+            for role, model in (("head", head), ("reference", convex)):
+                if model not in exp["models"]:
+                    raise err(f"experiments.{name}.convex_references", f"{role} '{model}' is not one of its models")
         if exp.get("reference") and exp["reference"] not in exp["models"]:
             raise err(f"experiments.{name}.reference", f"'{exp['reference']}' is not one of its models")
         if exp.get("paper"):

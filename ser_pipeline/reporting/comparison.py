@@ -6,6 +6,7 @@ only pairs runs, refuses incomplete pairings, and lays out the results.
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -121,6 +122,7 @@ def compare_runs(exp: dict, grouped: dict[str, list[dict]], metrics: list[str], 
             falling = [r for r in sel if (r.get("convergence") or {}).get("still_falling")]
             row["still_falling_runs"] = len(falling)
             row["_still_falling_rules"] = sorted({r["convergence"].get("rule", "") for r in falling})
+            row["_epoch_chosen_on_val"] = any("validation" in (r.get("epoch_selection") or "") for r in falling)
             rows.append(row)
             if model != ref:
                 ref_sel = [r for r in grouped[ref] if size_str(r) == size]
@@ -217,15 +219,80 @@ def comparison_markdown(df: pd.DataFrame, info: dict, metrics: list[str], with_s
     return lines
 
 
+def _collapse_windows(rules: list[str]) -> list[str]:
+    """Rules that differ only in their window k (a tenth of the epochs each run trained) as one line."""
+    pattern = re.compile(r"last (\d+) epochs vs the \1 before")
+    ks = sorted({int(m.group(1)) for r in rules for m in [pattern.search(r)] if m})
+    generic = {pattern.sub("last k epochs vs the k before", r) for r in rules}
+    if len(ks) > 1 and len(generic) == 1:
+        return [f"{generic.pop()} (k = max(2, a tenth of the epochs the run trained): here k = {ks[0]}–{ks[-1]})"]
+    return rules
+
+
 def still_falling_legend(df: pd.DataFrame) -> list[str]:
     flagged = df[df["still_falling_runs"] > 0]
     if flagged.empty:
         return []
-    rules = sorted({rule for rs in flagged["_still_falling_rules"] for rule in rs})
+    rules = _collapse_windows(sorted({rule for rs in flagged["_still_falling_rules"] for rule in rs}))
+    early = bool(flagged["_epoch_chosen_on_val"].any()) if "_epoch_chosen_on_val" in flagged else False
     lines = [f"{STILL_FALLING_MARK} Training had not converged in some runs of this row (result field "
-             f"`convergence.still_falling`); rule: " + " / ".join(rules or ["(not stated)"]) + ". Runs flagged: "
+             f"`convergence.still_falling`); rule: " + " / ".join(rules or ["(not stated)"]) + ". "
+             + ("Where the epoch count was chosen on validation UA, a run stops where validation UA peaked, "
+                "so its training loss may still be falling by design. " if early else "")
+             + "Runs flagged: "
              + ", ".join(f"{r.model} ({r.size_per_class}): {r.still_falling_runs} of {r.runs}"
                          for r in flagged.itertuples())]
+    return ["", *lines]
+
+
+CONVEX_MARGIN = 2.0  # percentage points a head may trail its convex reference (issue: heads trained to convergence)
+
+
+def convex_reference_lines(exp: dict, grouped: dict[str, list[dict]], metric: str = "UA") -> list[str]:
+    """Each head against the convex model on the same pooled features, paired over runs.
+
+    A linear head and a logistic regression on the same pooled frames share a hypothesis
+    class; a gap beyond the margin means the head's optimisation (or its epoch choice)
+    stopped short, unless the interval of the paired difference is too wide to say.
+    """
+    pairs = exp.get("convex_references") or {}
+    if not pairs:
+        return []
+    lines = [f"### Heads against their convex reference ({metric})", "",
+             f"A head and a convex model on the same pooled features share a hypothesis class; the head is "
+             f"expected within {CONVEX_MARGIN:g} points of it. Δ = head − reference over the same (fold, seed, "
+             f"size) runs, with the 95% t-interval of the paired differences.", "",
+             "| Head | Convex reference | Per class | Δ (pp) [95% CI] | Pairs | Head's epochs (chosen) | Verdict |",
+             "|---|---|---|---|---|---|---|"]
+    trailing = False
+    for head, convex in pairs.items():
+        sizes = sorted({size_str(r) for r in grouped[head]}, key=size_key)
+        for size in sizes:
+            a, b, _ = _pairs([r for r in grouped[convex] if size_str(r) == size],
+                             [r for r in grouped[head] if size_str(r) == size],
+                             lambda r: 100 * metric_value(r, metric, "metrics"), convex, head,
+                             f"convex reference {head} vs {convex}")
+            mean, lo, hi = stats.t_interval(b - a)
+            if mean >= -CONVEX_MARGIN:
+                verdict = f"within {CONVEX_MARGIN:g} points" + (" (head above)" if mean > CONVEX_MARGIN else "")
+            elif np.isfinite(hi) and hi >= -CONVEX_MARGIN:
+                verdict = (f"trails by {-mean:.1f} points, but the interval reaches −{CONVEX_MARGIN:g}: "
+                           f"too few test utterances / folds to tell")
+            else:
+                verdict = f"trails by more than {CONVEX_MARGIN:g} points: the head stops short of the convex model's solution"
+            trailing = trailing or mean < -CONVEX_MARGIN
+            ci = f" [{lo:+.1f}, {hi:+.1f}]" if np.isfinite(lo) else ""
+            epochs = sorted(int(r["selected_epoch"]) for r in grouped[head]
+                            if size_str(r) == size and r.get("selected_epoch") is not None)
+            chosen = ", ".join(map(str, epochs)) or "n/a"
+            lines.append(f"| {head} | {convex} | {size} | {mean:+.1f}{ci} | {len(a)} | {chosen} | {verdict} |")
+    if trailing:
+        lines += ["", "Where a head trails: its number of epochs (listed per run) is chosen on the validation UA of "
+                  "one group carved from the training part, which at small training sizes holds a few dozen "
+                  "utterances and gives a noisy, often very early choice; its weight decay is fixed by the config. "
+                  "The convex reference chooses its regularisation by the mean over several speaker-grouped "
+                  "folds of the training part. The gap measures that difference in model selection, not in "
+                  "what the head can represent."]
     return ["", *lines]
 
 

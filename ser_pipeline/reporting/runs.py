@@ -136,6 +136,12 @@ def all_test_predictions(runs: list[dict]) -> list[dict]:
 
 
 def options_text(r: dict) -> str:
+    if r.get("kind") == "classical" and isinstance(r.get("training"), dict):
+        # Results written before options_text knew the model kind stated the neural defaults
+        # (Adam, batches, epochs) for a scikit-learn model; state what it really was.
+        from ser_pipeline.training.options import describe
+
+        return describe(r["training"], "classical")
     if r.get("options_text"):
         return r["options_text"]
     t = r.get("training") or {}

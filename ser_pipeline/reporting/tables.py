@@ -73,7 +73,8 @@ def _text(v) -> str:
 
 
 def _paper_cell(v) -> str:
-    return "" if v is None else f"{v:g}"
+    """The paper's number, or empty where the paper has none for this row (None / NaN)."""
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:g}"
 
 
 def _counts(d: dict, classes: list[str]) -> str:
@@ -255,6 +256,7 @@ def _runs_table(exp_name: str, exp: dict, runs: list[dict], corpus_info: str):
         lines.append("| " + " | ".join(cells) + " |")
     lines += cmp.still_falling_legend(df)
     lines += [""] + cmp.comparison_markdown(df, info, metrics)
+    lines += cmp.convex_reference_lines(exp, grouped, "UA" if "UA" in metrics else metrics[0])
     lines += _paper_lines(ref, exp, set(df["paper_row"]), metrics)
     lines.append("")
     return "\n".join(lines), cmp.csv_frame(df)

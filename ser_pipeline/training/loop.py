@@ -159,7 +159,7 @@ def run_training(spec: dict) -> dict:
         "history": fit.get("history", []),
         "convergence": fit.get("convergence"),
         "training": {**opts, **({"batch_size": fit["batch_size"]} if "batch_size" in fit else {})},
-        "options_text": describe(opts),
+        "options_text": describe(opts, cls.kind),
         "hparams": hparams,
         "features": {s: {**m, "config": spec.get("features", {}).get(s)} for s, m in data.meta.items()},
         "n_parameters": int(sum(p.numel() for p in model.parameters())) if cls.kind == "neural" else None,
@@ -194,7 +194,7 @@ def run_training(spec: dict) -> dict:
 def _export(spec, fit, data, input_dims, opts, plan, kind, t0) -> dict:
     """An export job: the model trained on every utterance, saved; there is nothing to score."""
     result = {"model": spec["model_name"], "arch": spec["model"]["arch"], "kind": kind, "labels": data.labels,
-              "hparams": spec["model"].get("hparams") or {}, "training": opts, "options_text": describe(opts),
+              "hparams": spec["model"].get("hparams") or {}, "training": opts, "options_text": describe(opts, kind),
               "features": {s: {**m, "config": spec.get("features", {}).get(s)} for s, m in data.meta.items()},
               "corpus": spec["corpus"], "protocol": spec["protocol"], "fold": "all", "size_per_class": "full",
               "seed": int(spec["seed"]), "export": spec["export"], "n_train": len(data.parts["train"]),

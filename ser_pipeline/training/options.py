@@ -75,23 +75,32 @@ def train_options(train: dict | None, where: str = "models.*.train") -> dict:
     return opts
 
 
-def describe(opts: dict) -> str:
-    """The options in one line, as a table header states them."""
-    opt = opts["optimizer"]
-    parts = [f"{opt.upper() if opt == 'sgd' else 'Adam'} lr {opts['lr']:g}"
-             + (f" momentum {opts['momentum']:g}" if opt == "sgd" else "")
-             + (f" weight decay {opts['weight_decay']:g}" if opts["weight_decay"] else "")]
-    if opts["lr_schedule"] == "poly":
-        parts.append(f"polynomial lr decay (power {opts['lr_power']:g})")
-    bs = opts["batch_size"]
-    parts.append(f"batch size chosen from {bs} on validation UA" if isinstance(bs, list) else f"batch {bs}")
-    parts.append(f"{opts['epochs']} epochs")
-    if opts["select_on_val"]:
-        parts.append("epoch chosen on validation UA" + (f" (patience {opts['patience']})" if opts["patience"] else ""))
-    if opts["epochs_from"] == "inner_val":
-        parts.append(f"epoch count (up to {opts['epochs']}) chosen on validation UA of one `{opts['inner_val_group']}` "
-                     f"carved from the training part, then retrained on the whole training part"
-                     + (f" (patience {opts['patience']})" if opts["patience"] else ""))
+def describe(opts: dict, kind: str = "neural") -> str:
+    """The options in one line, as a table header states them.
+
+    A classical model (``kind="classical"``) has no optimiser, batches or epochs: stating
+    the neural defaults for it would describe training that never happened.
+    """
+    if kind == "classical":
+        parts = ["scikit-learn estimator (no optimiser settings, batches or epochs; its hyperparameter choice "
+                 "is under Model selection)"]
+    else:
+        opt = opts["optimizer"]
+        parts = [f"{opt.upper() if opt == 'sgd' else 'Adam'} lr {opts['lr']:g}"
+                 + (f" momentum {opts['momentum']:g}" if opt == "sgd" else "")
+                 + (f" weight decay {opts['weight_decay']:g}" if opts["weight_decay"] else "")]
+        if opts["lr_schedule"] == "poly":
+            parts.append(f"polynomial lr decay (power {opts['lr_power']:g})")
+        bs = opts["batch_size"]
+        parts.append(f"batch size chosen from {bs} on validation UA" if isinstance(bs, list) else f"batch {bs}")
+        parts.append(f"{opts['epochs']} epochs")
+        if opts["select_on_val"]:
+            parts.append("epoch chosen on validation UA"
+                         + (f" (patience {opts['patience']})" if opts["patience"] else ""))
+        if opts["epochs_from"] == "inner_val":
+            parts.append(f"epoch count (up to {opts['epochs']}) chosen on validation UA of one "
+                         f"`{opts['inner_val_group']}` carved from the training part, then retrained on the whole "
+                         f"training part" + (f" (patience {opts['patience']})" if opts["patience"] else ""))
     parts.append({"zscore": "z-score with training-part statistics", "speaker": "z-score per speaker "
                   "(each speaker's own statistics, test speakers included)", "none": "no normalisation"}
                  [opts["normalize"]])

@@ -123,3 +123,10 @@ def test_gpu_requests_follow_the_device_setting(cfg, monkeypatch):
     assert sp.model_uses_gpu(cfg, "mean_pool_lld") == 0, "not flagged gpu in its train section"
     cfg["device"] = "cpu"
     assert sp.model_uses_gpu(cfg, "ma_variable") == 0 and sp.feature_uses_gpu(cfg, "wav2vec") == 0
+
+
+def test_convex_references_must_name_models_of_the_experiment(cfg):
+    bad = copy.deepcopy(cfg)
+    bad["experiments"]["boigne_table1"]["convex_references"]["mean_pool_lld"] = "logreg_ghost"
+    with pytest.raises(ConfigError, match="experiments.boigne_table1.convex_references.*logreg_ghost"):
+        sp.validate(bad)

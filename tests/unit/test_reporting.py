@@ -353,3 +353,63 @@ def test_speaker_plot_writes_png_and_svg(tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     svg = (tmp_path / "s.svg").read_text()
     assert "better on 8/8" in svg and "(reference)" in svg
+
+
+def test_convergence_rules_that_differ_only_in_their_window_read_as_one():
+    runs = _system("mean_pool_w2v", BASE) + _system("attention_pool_w2v", BASE)
+    for k, r in zip((2, 5, 9), runs[:3]):
+        r["convergence"] = {"rule": f"mean training loss of the last {k} epochs vs the {k} before: flagged if it "
+                                    f"fell by more than 1%", "still_falling": True}
+        r["epoch_selection"] = "epoch count chosen on validation UA of a session carved from the training part"
+    runs += _system("mlp_pool_w2v", BETTER)
+    md, _ = build_table("t1", EXP, runs)
+    legend = next(line for line in md.splitlines() if line.startswith("† Training"))
+    assert "last k epochs vs the k before" in legend and "k = 2–9" in legend
+    assert "last 5 epochs" not in legend
+    assert "still be falling by design" in legend
+    assert "mean_pool_w2v (full): 3 of 8" in legend
+
+
+def test_a_row_without_a_paper_number_shows_an_empty_cell_not_nan():
+    exp = {**EXP, "models": {**EXP["models"], "logreg_mean_w2v": ""}}
+    md, _ = build_table("t1", exp, _three_systems() + _system("logreg_mean_w2v", BASE))
+    row = next(line for line in md.splitlines() if line.startswith("| logreg_mean_w2v |"))
+    assert "nan" not in row.lower() and row.split("|")[5].strip() == ""
+
+
+def test_classical_runs_state_no_optimiser_or_epochs():
+    runs = _three_systems() + [
+        {**r, "kind": "classical", "training": {**r["training"], "normalize": "zscore", "class_weights": False,
+                                               "length_weights": False, "input_mode": "utterance",
+                                               "crop_seconds": None, "fixed_seconds": None, "augment": {},
+                                               "max_frames": None, "pool_frames": None, "reference": None}}
+        for r in _system("logreg_mean_w2v", BASE)]
+    exp = {**EXP, "models": {**EXP["models"], "logreg_mean_w2v": ""}}
+    md, _ = build_table("t1", exp, runs)
+    line = next(line for line in md.splitlines() if line.startswith("  - `logreg_mean_w2v`:"))
+    assert "scikit-learn" in line and "Adam" not in line and "epochs" not in line.replace("or epochs", "")
+
+
+@pytest.mark.parametrize("head_shift, verdict", [(0, "within 2 points"), (-3, "trails by more than 2 points")])
+def test_heads_are_set_against_their_convex_reference(head_shift, verdict):
+    exp = {**EXP, "models": {**EXP["models"], "logreg_mean_w2v": ""},
+           "convex_references": {"mean_pool_w2v": "logreg_mean_w2v"}}
+    # recall per class moves by whole utterances (PER_CLASS = 10): -3 per class is -30 points
+    head = [[max(0, c + head_shift) for c in f] for f in BASE]
+    runs = (_system("mean_pool_w2v", head) + _system("mlp_pool_w2v", BETTER) + _system("attention_pool_w2v", BASE)
+            + _system("logreg_mean_w2v", BASE))
+    md, _ = build_table("t1", exp, runs)
+    assert "### Heads against their convex reference (UA)" in md
+    row = next(line for line in md.splitlines() if line.startswith("| mean_pool_w2v | logreg_mean_w2v |"))
+    assert verdict in row and "| 8 |" in row
+
+
+def test_a_noisy_gap_is_reported_as_undecided():
+    exp = {**EXP, "models": {**EXP["models"], "logreg_mean_w2v": ""},
+           "convex_references": {"mean_pool_w2v": "logreg_mean_w2v"}}
+    noisy = [[c + (1 if i % 2 else -2) for c in f] for i, f in enumerate(BASE)]  # mean -5 points, spread 30
+    runs = (_system("mean_pool_w2v", noisy) + _system("mlp_pool_w2v", BETTER) + _system("attention_pool_w2v", BASE)
+            + _system("logreg_mean_w2v", BASE))
+    md, _ = build_table("t1", exp, runs)
+    row = next(line for line in md.splitlines() if line.startswith("| mean_pool_w2v | logreg_mean_w2v |"))
+    assert "too few test utterances" in row
