@@ -31,6 +31,7 @@ libraries for I/O, which a fresh machine does not have.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -68,6 +69,30 @@ def audio_info(path) -> AudioInfo:
     if info.samplerate <= 0 or info.channels <= 0:
         raise AudioError(path, f"header is invalid (sample rate {info.samplerate}, {info.channels} channels)")
     return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def headers_at_rate(paths, sample_rate: int = SAMPLE_RATE) -> tuple[dict, list, list]:
+    """({path: AudioInfo}, missing paths, unusable "path: reason") for mono files at ``sample_rate``.
+
+    Loaders of corpora distributed at one rate (CMU-MOSEI, FAU-AIBO) report every missing or
+    unusable file in one error instead of stopping at the first.
+    """
+    infos, missing, unusable = {}, [], []
+    for path in paths:
+        if not Path(path).is_file():
+            missing.append(path)
+            continue
+        try:
+            info = audio_info(path)
+        except AudioError as e:
+            unusable.append(str(e))
+            continue
+        if info.sample_rate != sample_rate or info.channels != 1:
+            unusable.append(f"{path}: {info.sample_rate} Hz, {info.channels} channel(s) "
+                            f"(expected {sample_rate} Hz mono)")
+            continue
+        infos[path] = info
+    return infos, missing, unusable
 
 
 def read_audio(path, start: float | None = None, end: float | None = None,

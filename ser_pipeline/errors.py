@@ -1,6 +1,16 @@
 """Errors a user can act on: each one names the file or config key at fault and the reason."""
 
 
+def listing(items, limit: int = 10) -> str:
+    """The first ``limit`` items, one per indented line, and how many more there are.
+
+    Errors that collect every bad file (instead of stopping at the first) name them this way.
+    """
+    items = [str(i) for i in items]
+    more = f"\n  ... and {len(items) - limit} more" if len(items) > limit else ""
+    return "".join(f"\n  {i}" for i in items[:limit]) + more
+
+
 class SerError(Exception):
     """Base class; the CLI prints these without a traceback."""
 

@@ -75,12 +75,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import yaml
 
 from ser_pipeline.corpora import register_eval_rule, register_loader
 from ser_pipeline import SAMPLE_RATE
-from ser_pipeline.errors import ConfigError, CorpusError
+from ser_pipeline.audio import headers_at_rate
+from ser_pipeline.errors import ConfigError, CorpusError, listing
 from ser_pipeline.manifest import normalise
 
 log = logging.getLogger(__name__)
@@ -465,10 +465,9 @@ def _rating_problem(values: np.ndarray) -> str | None:
 
 
 def _handle_out_of_range(out_of_range, path: Path, allow: bool, report: dict) -> None:
-    shown = "\n  ".join(f"{v}[{i}]: {p}" for v, i, p in out_of_range[:10])
-    more = f"\n  ... and {len(out_of_range) - 10} more" if len(out_of_range) > 10 else ""
     if not allow:
-        raise CorpusError(f"{path}: {len(out_of_range)} segment(s) with ratings out of range:\n  {shown}{more}\n"
+        shown = listing(f"{v}[{i}]: {p}" for v, i, p in out_of_range)
+        raise CorpusError(f"{path}: {len(out_of_range)} segment(s) with ratings out of range:{shown}\n"
                           f"pass allow_out_of_range=True to drop them (they are counted in the report)")
     report["segments_dropped_out_of_range"] = [f"{v}[{i}]" for v, i, _ in out_of_range]
     report["notes"].append(f"{len(out_of_range)} segment(s) with out-of-range ratings dropped")
@@ -498,28 +497,14 @@ def _check_counts(segments, report: dict, path: Path) -> None:
 
 def _add_audio(rows, raw: Path, allow_missing: bool, tolerance: float, report: dict) -> list[dict]:
     wav_dir = raw.joinpath(*WAV_DIR)
-    info, missing, unreadable = {}, [], []
-    for video in dict.fromkeys(r["video"] for r in rows):
-        path = wav_dir / f"{video}.wav"
-        if not path.is_file():
-            missing.append(path)
-            continue
-        try:
-            i = sf.info(str(path))
-        except Exception as e:
-            unreadable.append(f"{path}: {e}")
-            continue
-        if i.samplerate != SAMPLE_RATE or i.channels != 1:
-            unreadable.append(f"{path}: {i.samplerate} Hz, {i.channels} channel(s) (expected {SAMPLE_RATE} Hz mono)")
-            continue
-        info[video] = (path, i.frames / i.samplerate)
+    paths = {video: wav_dir / f"{video}.wav" for video in dict.fromkeys(r["video"] for r in rows)}
+    headers, missing, unreadable = headers_at_rate(paths.values(), SAMPLE_RATE)
+    info = {video: (path, headers[path].duration) for video, path in paths.items() if path in headers}
     if unreadable:
-        raise CorpusError(f"CMU-MOSEI: {len(unreadable)} wav file(s) unusable:\n  " + "\n  ".join(unreadable[:10]))
+        raise CorpusError(f"CMU-MOSEI: {len(unreadable)} wav file(s) unusable:" + listing(unreadable))
     if missing:
-        shown = "\n  ".join(map(str, missing[:10]))
-        more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
         if not allow_missing:
-            raise CorpusError(f"CMU-MOSEI: {len(missing)} labelled video(s) have no wav:\n  {shown}{more}\n"
+            raise CorpusError(f"CMU-MOSEI: {len(missing)} labelled video(s) have no wav:{listing(missing)}\n"
                               f"pass allow_missing_audio=True to drop their segments (counted in the report)")
         dropped = [r for r in rows if r["video"] not in info]
         report["videos_without_audio"] = sorted(p.stem for p in missing)

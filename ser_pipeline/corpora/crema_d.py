@@ -39,7 +39,7 @@ import pandas as pd
 
 from ser_pipeline.corpora import register_loader
 from ser_pipeline.corpora.open_common import IEMOCAP4, add_header_columns, apply_label_map, compare_counts
-from ser_pipeline.errors import CorpusError
+from ser_pipeline.errors import CorpusError, listing
 from ser_pipeline.manifest import normalise
 
 log = logging.getLogger(__name__)
@@ -181,9 +181,8 @@ def download_crema_d(target, pointers, ref: str = PINNED_COMMIT, workers: int = 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         failures = [f for f in pool.map(fetch, sorted(wanted.items())) if f]
     if failures:
-        more = f"\n  ... and {len(failures) - 10} more" if len(failures) > 10 else ""
-        raise DownloadError(f"CREMA-D: {len(failures)} of {len(wanted)} clips failed (run again to retry them):\n  "
-                            + "\n  ".join(failures[:10]) + more)
+        raise DownloadError(f"CREMA-D: {len(failures)} of {len(wanted)} clips failed (run again to retry them):"
+                            + listing(failures))
     write_text(marker, json.dumps(stamp) + "\n")
     return target
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import shutil  # noqa: F401  (tests patch demo.shutil.which to hide espeak-ng)
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,11 +24,10 @@ import numpy as np
 import yaml
 
 from ser_pipeline import SAMPLE_RATE
-from ser_pipeline.atomic import atomic_path
 from ser_pipeline.audio import write_audio
 from ser_pipeline.corpora import register_demo
-from ser_pipeline.corpora.espeak import (check_ints, espeak_version, find_espeak, noise_floor,
-                                         read_marker, synthesise, write_marker)
+from ser_pipeline.corpora.espeak import (build_once, check_ints, espeak_version, find_espeak, noise_floor,
+                                         synthesise)
 from ser_pipeline.corpora.iemocap import RELEASE_DIR, prepare_iemocap, script_id
 
 DEMO_VERSION = 1  # bump whenever the output for a given seed changes
@@ -110,18 +108,14 @@ def generate_demo_corpus(out_dir, seed: int = 0, utterances_per_speaker_per_clas
     seed, n, sessions = _check_sizes(seed, utterances_per_speaker_per_class, sessions)
     params = {"version": DEMO_VERSION, "seed": seed, "utterances_per_speaker_per_class": n,
               "sessions": sessions}
-    if release.is_dir() and read_marker(marker) == params:
-        return release
-    plan = plan_demo_corpus(seed, n, sessions)
-    exe = find_espeak()
-    marker.unlink(missing_ok=True)
-    with atomic_path(release) as tmp, ThreadPoolExecutor(max_workers=2) as pool:
-        tmp.mkdir()
+
+    def build(tmp: Path, exe: str, pool) -> None:
+        plan = plan_demo_corpus(seed, n, sessions)
         for session in dict.fromkeys(d.session for d in plan):
             _render_session(tmp, [d for d in plan if d.session == session], seed, exe, pool)
         _write_readme(tmp, params, plan, exe)
-    write_marker(marker, params)
-    return release
+
+    return build_once(release, marker, params, build)
 
 
 def prepare_demo_corpus(out_dir, seed: int = 0, utterances_per_speaker_per_class: int = 12,

@@ -18,7 +18,6 @@ version give byte-identical files.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +25,11 @@ import numpy as np
 
 from ser_pipeline.corpora import register_demo
 from ser_pipeline import SAMPLE_RATE
-from ser_pipeline.atomic import atomic_path
 from ser_pipeline.audio import write_audio
 from ser_pipeline.corpora.demo import (CLASS_PROSODY, PROSODY_LIMITS, SPEAKER_GAIN_SD_DB, SPEAKER_SD,
                                        UTTERANCE_GAIN_SD_DB, UTTERANCE_SD)
-from ser_pipeline.corpora.espeak import (check_ints, espeak_version, find_espeak, noise_floor, read_marker,
-                                         synthesise, trim_silence, write_marker)
+from ser_pipeline.corpora.espeak import (build_once, check_ints, espeak_version, noise_floor, synthesise,
+                                         trim_silence)
 from ser_pipeline.corpora.fau_aibo import LABEL_DIR, LABEL_FILES, prepare_fau_aibo
 
 DEMO_VERSION = 1  # bump whenever the output for a given seed changes
@@ -102,18 +100,14 @@ def generate_demo_aibo(out_dir, seed: int = 0, speakers_per_school: int = 10, ch
     seed, n_spk, n_chunks = _check(seed, speakers_per_school, chunks_per_speaker)
     params = {"version": DEMO_VERSION, "seed": seed, "speakers_per_school": n_spk,
               "chunks_per_speaker": n_chunks, "layout": "fau_aibo"}
-    if root.is_dir() and read_marker(marker) == params:
-        return root
-    plan = plan_demo_aibo(seed, n_spk, n_chunks)
-    exe = find_espeak()
-    marker.unlink(missing_ok=True)
-    with atomic_path(root) as tmp, ThreadPoolExecutor(max_workers=2) as pool:
-        tmp.mkdir()
+
+    def build(tmp: Path, exe: str, pool) -> None:
+        plan = plan_demo_aibo(seed, n_spk, n_chunks)
         _render(tmp / "wav", plan, seed, exe, pool)
         _write_labels(tmp.joinpath(*LABEL_DIR), plan)
         _write_readme(tmp, params, plan, exe)
-    write_marker(marker, params)
-    return root
+
+    return build_once(root, marker, params, build)
 
 
 def prepare_demo_aibo(out_dir, seed: int = 0, speakers_per_school: int = 10, chunks_per_speaker: int = 20):

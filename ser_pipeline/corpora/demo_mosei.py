@@ -20,7 +20,6 @@ Deterministic: same seed and espeak-ng version give byte-identical files.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +27,13 @@ import numpy as np
 
 from ser_pipeline.corpora import register_demo
 from ser_pipeline import SAMPLE_RATE
-from ser_pipeline.atomic import atomic_path
 from ser_pipeline.audio import write_audio
 from ser_pipeline.corpora.cmu_mosei import (DIMENSIONS, FOLDS_NAME, LABELS_GROUP, LABELS_NAME, SPLITS,
                                             TRANSCRIPT_DIR, WAV_DIR, prepare_cmu_mosei)
 from ser_pipeline.corpora.demo import (CLASS_PROSODY, PROSODY_LIMITS, SPEAKER_GAIN_SD_DB, SPEAKER_SD,
                                        UTTERANCE_GAIN_SD_DB, UTTERANCE_SD, _bank, _compose, _join)
-from ser_pipeline.corpora.espeak import (check_ints, espeak_version, find_espeak, noise_floor, read_marker,
-                                         synthesise, trim_silence, write_marker)
+from ser_pipeline.corpora.espeak import (build_once, check_ints, espeak_version, noise_floor, synthesise,
+                                         trim_silence)
 
 DEMO_VERSION = 1  # bump whenever the output for a given seed changes
 DONE_MARKER = ".done"
@@ -121,20 +119,16 @@ def generate_demo_mosei(out_dir, seed: int = 0, n_videos: int = 32) -> Path:
     root, marker = out_dir / ROOT_DIR, out_dir / DONE_MARKER
     seed, n_videos = check_ints(seed=(seed, 0), n_videos=(n_videos, 1))
     params = {"version": DEMO_VERSION, "seed": seed, "n_videos": n_videos, "layout": "cmu_mosei"}
-    if root.is_dir() and read_marker(marker) == params:
-        return root
-    plan = plan_demo_mosei(seed, n_videos)
-    exe = find_espeak()
-    marker.unlink(missing_ok=True)
-    with atomic_path(root) as tmp, ThreadPoolExecutor(max_workers=2) as pool:
-        tmp.mkdir()
+
+    def build(tmp: Path, exe: str, pool) -> None:
+        plan = plan_demo_mosei(seed, n_videos)
         intervals = _render(tmp, plan, seed, exe, pool)
         _write_labels(tmp / LABELS_NAME, plan, intervals)
         _write_transcripts(tmp.joinpath("Raw", *TRANSCRIPT_DIR), plan, intervals)
         _write_folds(tmp / FOLDS_NAME, plan, rng=np.random.default_rng([seed, 0x666F6C64]))
         _write_readme(tmp, params, plan, exe)
-    write_marker(marker, params)
-    return root
+
+    return build_once(root, marker, params, build)
 
 
 def prepare_demo_mosei(out_dir, seed: int = 0, n_videos: int = 32):

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from math import gcd
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -21,7 +22,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from ser_pipeline import SAMPLE_RATE
-from ser_pipeline.atomic import write_text
+from ser_pipeline.atomic import atomic_path, write_text
 from ser_pipeline.errors import ConfigError, CorpusError
 
 NOISE_RMS = 3e-4  # a recording-room floor, so silences are not digital zero
@@ -101,3 +102,22 @@ def read_marker(marker: Path):
 
 def write_marker(marker: Path, params: dict) -> None:
     write_text(marker, json.dumps(params, sort_keys=True) + "\n")
+
+
+def build_once(root: Path, marker: Path, params: dict, build) -> Path:
+    """``root`` as ``build(tmp, exe, pool)`` writes it, unless ``marker`` already holds ``params``.
+
+    The tree is built under a temporary name and renamed when complete, and the marker
+    (holding the parameters) is written after that, so an interrupted run never looks done
+    and a rerun with the same parameters costs nothing. ``exe`` is espeak-ng, ``pool`` two
+    worker threads for rendering.
+    """
+    if root.is_dir() and read_marker(marker) == params:
+        return root
+    exe = find_espeak()
+    marker.unlink(missing_ok=True)
+    with atomic_path(root) as tmp, ThreadPoolExecutor(max_workers=2) as pool:
+        tmp.mkdir()
+        build(tmp, exe, pool)
+    write_marker(marker, params)
+    return root

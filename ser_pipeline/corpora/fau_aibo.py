@@ -39,11 +39,11 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
-import soundfile as sf
 
 from ser_pipeline.corpora import register_loader
 from ser_pipeline import SAMPLE_RATE
-from ser_pipeline.errors import CorpusError
+from ser_pipeline.audio import headers_at_rate
+from ser_pipeline.errors import CorpusError, listing
 from ser_pipeline.manifest import normalise
 
 log = logging.getLogger(__name__)
@@ -142,30 +142,16 @@ def _check_same_chunks(root: Path, labels: dict) -> None:
 
 
 def _add_audio(root: Path, rows: list[dict]) -> None:
-    wav_dir = root / "wav"
-    missing, unusable = [], []
-    for row in rows:
-        path = wav_dir / f"{row['utt_id']}.wav"
+    paths = [root / "wav" / f"{row['utt_id']}.wav" for row in rows]
+    headers, missing, unusable = headers_at_rate(paths, SAMPLE_RATE)
+    for row, path in zip(rows, paths):
         row["audio_path"] = str(path)
-        if not path.is_file():
-            missing.append(path)
-            continue
-        try:
-            info = sf.info(str(path))
-        except Exception as e:
-            unusable.append(f"{path}: {e}")
-            continue
-        if info.samplerate != SAMPLE_RATE or info.channels != 1:
-            unusable.append(f"{path}: {info.samplerate} Hz, {info.channels} channel(s) "
-                            f"(expected {SAMPLE_RATE} Hz mono)")
-            continue
-        row["duration"] = info.frames / info.samplerate
+        if path in headers:
+            row["duration"] = headers[path].duration
     if missing:
-        shown = "\n  ".join(map(str, missing[:10]))
-        more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise CorpusError(f"FAU-AIBO: {len(missing)} labelled chunk(s) have no wav:\n  {shown}{more}")
+        raise CorpusError(f"FAU-AIBO: {len(missing)} labelled chunk(s) have no wav:" + listing(missing))
     if unusable:
-        raise CorpusError(f"FAU-AIBO: {len(unusable)} wav file(s) unusable:\n  " + "\n  ".join(unusable[:10]))
+        raise CorpusError(f"FAU-AIBO: {len(unusable)} wav file(s) unusable:" + listing(unusable))
 
 
 def _report(root: Path, df: pd.DataFrame) -> dict:

@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 
 import pandas as pd
-import soundfile as sf
 
 from ser_pipeline.corpora import register_loader
-from ser_pipeline.errors import ConfigError, CorpusError
+from ser_pipeline.audio import audio_info
+from ser_pipeline.errors import ConfigError, CorpusError, listing
 from ser_pipeline.manifest import normalise
 
 log = logging.getLogger(__name__)
@@ -220,11 +220,7 @@ def _add_sentence_audio(rows: list[dict]) -> None:
         if not path.is_file():
             missing.append(path)
             continue
-        try:
-            info = sf.info(str(path))
-        except Exception as e:
-            raise CorpusError(f"{path}: cannot read the wav header ({e})") from None
-        row["duration"] = info.frames / info.samplerate
+        row["duration"] = audio_info(path).duration
         lengths.append((row["utt_id"], str(path), annotated, row["duration"]))
     _raise_missing(missing)
     sentence_length_mismatches(lengths)
@@ -248,11 +244,10 @@ def sentence_length_mismatches(lengths, tolerance: float = SENTENCE_LENGTH_TOLER
     found = [dict(utt_id=u, audio_path=p, annotated=a, wav=w, difference=w - a)
              for u, p, a, w in lengths if abs(w - a) > tolerance]
     if found:
-        shown = "\n  ".join(f"{m['utt_id']}: wav {m['wav']:.3f} s, EmoEvaluation {m['annotated']:.3f} s "
-                            f"({m['audio_path']})" for m in found[:10])
-        more = f"\n  ... and {len(found) - 10} more" if len(found) > 10 else ""
-        log.warning("IEMOCAP: %d sentence wav(s) differ from their EmoEvaluation times by more than %.3f s:\n  %s%s",
-                    len(found), tolerance, shown, more)
+        shown = listing(f"{m['utt_id']}: wav {m['wav']:.3f} s, EmoEvaluation {m['annotated']:.3f} s "
+                        f"({m['audio_path']})" for m in found)
+        log.warning("IEMOCAP: %d sentence wav(s) differ from their EmoEvaluation times by more than %.3f s:%s",
+                    len(found), tolerance, shown)
     return found
 
 
@@ -269,9 +264,7 @@ def _add_dialog_audio(rows: list[dict]) -> None:
 
 def _raise_missing(missing: list[Path]) -> None:
     if missing:
-        shown = "\n  ".join(str(p) for p in missing[:10])
-        more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise CorpusError(f"IEMOCAP: {len(missing)} wav file(s) missing:\n  {shown}{more}")
+        raise CorpusError(f"IEMOCAP: {len(missing)} wav file(s) missing:" + listing(missing))
 
 
 def _check_counts(df: pd.DataFrame) -> None:

@@ -13,7 +13,7 @@ import logging
 import pandas as pd
 
 from ser_pipeline.audio import audio_info
-from ser_pipeline.errors import AudioError, ConfigError, CorpusError
+from ser_pipeline.errors import AudioError, ConfigError, CorpusError, listing
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,7 @@ def add_header_columns(rows: list[dict], corpus: str) -> None:
         except AudioError as e:
             bad.append(str(e))
     if bad:
-        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
-        raise CorpusError(f"{corpus}: {len(bad)} audio file(s) cannot be read:\n  " + "\n  ".join(bad[:10]) + more)
+        raise CorpusError(f"{corpus}: {len(bad)} audio file(s) cannot be read:" + listing(bad))
 
 
 def compare_counts(corpus: str, root, found: dict, expected: dict, what: str, enforce: bool,

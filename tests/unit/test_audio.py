@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_pipeline.audio import SEGMENT_TOLERANCE, audio_info, read_audio, write_audio
-from ser_pipeline.errors import AudioError
+from ser_pipeline.audio import SEGMENT_TOLERANCE, audio_info, headers_at_rate, read_audio, write_audio
+from ser_pipeline.errors import AudioError, listing
 
 
 def _tone(freq, seconds, sr, channels=1, amp=0.5):
@@ -116,3 +116,24 @@ def test_invalid_segment_is_an_error(tmp_path, start, end):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(AudioError, match="nope.wav"):
         read_audio(tmp_path / "nope.wav")
+
+
+def test_headers_at_rate_sorts_files_into_usable_missing_and_unusable(tmp_path):
+    good, stereo, fast = tmp_path / "good.wav", tmp_path / "stereo.wav", tmp_path / "fast.wav"
+    sf.write(good, _tone(440, 0.5, 16000), 16000)
+    sf.write(stereo, _tone(440, 0.5, 16000, channels=2), 16000)
+    sf.write(fast, _tone(440, 0.5, 44100), 44100)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF not really")
+    absent = tmp_path / "absent.wav"
+    headers, missing, unusable = headers_at_rate([good, stereo, fast, corrupt, absent], 16000)
+    assert list(headers) == [good] and headers[good].duration == pytest.approx(0.5)
+    assert missing == [absent]
+    assert [u.split(":")[0] for u in unusable] == [str(stereo), str(fast), str(corrupt)]
+    assert "2 channel(s)" in unusable[0] and "44100 Hz" in unusable[1] and "cannot be read as audio" in unusable[2]
+
+
+def test_listing_names_the_first_items_and_counts_the_rest():
+    assert listing(["a", "b"]) == "\n  a\n  b"
+    assert listing(range(13), limit=10) == "".join(f"\n  {i}" for i in range(10)) + "\n  ... and 3 more"
+    assert listing([]) == ""
