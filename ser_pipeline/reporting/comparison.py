@@ -122,7 +122,8 @@ def compare_runs(exp: dict, grouped: dict[str, list[dict]], metrics: list[str], 
             falling = [r for r in sel if (r.get("convergence") or {}).get("still_falling")]
             row["still_falling_runs"] = len(falling)
             row["_still_falling_rules"] = sorted({r["convergence"].get("rule", "") for r in falling})
-            row["_epoch_chosen_on_val"] = any("validation" in (r.get("epoch_selection") or "") for r in falling)
+            row["_epoch_chosen_on_val"] = any((r.get("training") or {}).get("epochs_from") == "inner_val"
+                                              or (r.get("training") or {}).get("select_on_val") for r in falling)
             rows.append(row)
             if model != ref:
                 ref_sel = [r for r in grouped[ref] if size_str(r) == size]

@@ -74,7 +74,7 @@ def _text(v) -> str:
 
 def _paper_cell(v) -> str:
     """The paper's number, or empty where the paper has none for this row (None / NaN)."""
-    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:g}"
+    return _fmt(v, "g")
 
 
 def _counts(d: dict, classes: list[str]) -> str:

@@ -360,7 +360,7 @@ def test_convergence_rules_that_differ_only_in_their_window_read_as_one():
     for k, r in zip((2, 5, 9), runs[:3]):
         r["convergence"] = {"rule": f"mean training loss of the last {k} epochs vs the {k} before: flagged if it "
                                     f"fell by more than 1%", "still_falling": True}
-        r["epoch_selection"] = "epoch count chosen on validation UA of a session carved from the training part"
+        r["training"] = {**r["training"], "epochs_from": "inner_val"}
     runs += _system("mlp_pool_w2v", BETTER)
     md, _ = build_table("t1", EXP, runs)
     legend = next(line for line in md.splitlines() if line.startswith("† Training"))
