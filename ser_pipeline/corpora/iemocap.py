@@ -153,9 +153,10 @@ def _read_evaluations(session_dir: Path, classes, merge_excited, improvised_only
     rows = []
     # Only the top-level files: Categorical/, Attribute/, Self-evaluation/ hold per-annotator
     # copies, and macOS leaves '._Ses01...' resource forks that are not text at all.
-    for path in sorted(eval_dir.iterdir()):
-        if not path.is_file() or path.suffix != ".txt" or path.name.startswith("."):
-            continue
+    label_files = [p for p in sorted(eval_dir.iterdir())
+                   if p.is_file() and p.suffix == ".txt" and not p.name.startswith(".")]
+    _check_every_dialogue_labelled(session_dir, {p.stem for p in label_files})
+    for path in label_files:
         for utt, start, end, raw in _parse_evaluation(path):
             label = "hap" if (merge_excited and raw == "exc") else raw
             dialog = utt.rsplit("_", 1)[0]
@@ -168,6 +169,23 @@ def _read_evaluations(session_dir: Path, classes, merge_excited, improvised_only
                              script=script_id(dialog) if mode == "scripted" else "",
                              start=start, end=end, session_dir=session_dir))
     return rows
+
+
+def _check_every_dialogue_labelled(session_dir: Path, labelled: set[str]) -> None:
+    """A dialogue with transcriptions or sentence wavs but no EmoEvaluation file would drop out
+    of the manifest without a trace (and with the count check off, nothing would notice)."""
+    trans = session_dir / "dialog" / "transcriptions"
+    wavs = session_dir / "sentences" / "wav"
+    dialogues = set()
+    if trans.is_dir():
+        dialogues |= {p.stem for p in trans.iterdir() if p.suffix == ".txt" and not p.name.startswith(".")}
+    if wavs.is_dir():
+        dialogues |= {p.name for p in wavs.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    unlabelled = sorted(dialogues - labelled)
+    if unlabelled:
+        eval_dir = session_dir / "dialog" / "EmoEvaluation"
+        raise CorpusError(f"{eval_dir}: label file missing for {len(unlabelled)} dialogue(s) that have "
+                          f"transcriptions or audio:" + listing(f"{eval_dir / d}.txt" for d in unlabelled))
 
 
 def _parse_evaluation(path: Path):

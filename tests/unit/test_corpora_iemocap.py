@@ -149,6 +149,13 @@ def test_missing_transcription_is_named(tree):
         prepare_iemocap(tree)
 
 
+@pytest.mark.parametrize("counts", [True, False])
+def test_missing_label_file_of_a_dialogue_is_named_even_with_counts_off(tree, counts):
+    (tree / "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt").unlink()
+    with pytest.raises(CorpusError, match="(?s)label file missing for 1 dialogue.*EmoEvaluation/Ses01F_impro01.txt"):
+        prepare_iemocap(tree, check_standard_counts=counts)
+
+
 def test_hidden_files_and_annotator_subfolders_are_ignored(tree):
     ev = tree / "Session1/dialog/EmoEvaluation"
     (ev / "._Ses01F_impro01.txt").write_text("[1.0000 - 2.0000]\tSes01F_impro01_F777\tneu\t[1, 1, 1]\n")
