@@ -1,4 +1,11 @@
-from ser_pipeline.cli import main
+import sys
+
+from ser_pipeline.warm import run_warm
 
 if __name__ == "__main__":
+    status = run_warm(sys.argv[1:])  # None: run here (see ser_pipeline/warm.py)
+    if status is not None:
+        sys.exit(status)
+    from ser_pipeline.cli import main
+
     main()
