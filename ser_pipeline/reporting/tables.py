@@ -16,6 +16,7 @@ Table kinds (``experiments.*.kind``):
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,22 @@ def _per_model_lines(label: str, per_model: dict[str, Counter]) -> list[str]:
     return lines
 
 
+def features_text(run: dict) -> str:
+    """Each input stream's feature as the run read it: store, extractor, the settings its
+    config entry gives (a departure from the extractor's defaults, e.g. a demo's shorter
+    DFT, is stated here), and its frame rate."""
+    parts = []
+    for stream, meta in sorted((run.get("features") or {}).items()):
+        cfg = meta.get("config") or {}
+        settings = [f"{k}={v}" for k, v in sorted((cfg.get("params") or {}).items()) if v is not None]
+        settings += [f"{k}={cfg[k]}" for k in ("max_seconds", "speed") if cfg.get(k) is not None]
+        rate = meta.get("frame_rate")
+        parts.append(f"{stream} `{Path(str(meta.get('store', '?'))).stem}` ({meta.get('extractor')}"
+                     + (f"; set in the config: {', '.join(settings)}" if settings else "; extractor defaults")
+                     + (f"; {float(rate):g} frames/s" if rate else "") + ")")
+    return "; ".join(parts) or "not recorded"
+
+
 def _class_count_lines(runs: list[dict], classes: list[str]) -> list[str]:
     test, val = {}, {}
     for r in runs:
@@ -163,6 +180,7 @@ def run_header(exp_name: str, exp: dict, runs: list[dict], grouped: dict[str, li
     lines.append("- **Metrics**: " + "; ".join(f"{m} = {DEFINITIONS[m]}" for m in ("UA", "WA")))
     lines += _per_model_lines("Training options", {m: Counter(options_text(r) for r in rs)
                                                    for m, rs in grouped.items()})
+    lines += _per_model_lines("Features", {m: Counter(features_text(r) for r in rs) for m, rs in grouped.items()})
     for model, rs in grouped.items():
         cl = [r.get("classical") for r in rs if r.get("classical")]
         if cl:
