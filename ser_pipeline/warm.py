@@ -138,10 +138,14 @@ def run_warm(argv: list[str]) -> int | None:
         except OSError as e:
             print(f"ser_pipeline: warm start failed ({e}); running plainly", file=sys.stderr)
             return None
-        if not first:
+        try:
+            started = json.loads(first) if first else {}
+        except ValueError:
+            started = {}
+        if "pid" not in started:  # the fork or the hand-over failed: nothing of the job has run
             print("ser_pipeline: the warm server did not start the job; running plainly", file=sys.stderr)
             return None
-        child = int(json.loads(first)["pid"])
+        child = int(started["pid"])
 
         def forward(signum, frame):
             try:
