@@ -119,7 +119,7 @@ def describe(opts: dict, kind: str = "neural") -> str:
     if opts["max_frames"]:
         parts.append(f"first {opts['max_frames']} frames")
     if opts["pool_frames"]:
-        parts.append("frames averaged " + ", ".join(f"{s} x{k}" for s, k in opts["pool_frames"].items()))
+        parts.append(", ".join(f"every {k} {s} frames averaged into one" for s, k in opts["pool_frames"].items()))
     if opts["reference"]:
         parts.append("reference: " + reference_rule(opts["reference"]))
     return "; ".join(parts)
