@@ -116,3 +116,24 @@ def test_the_server_name_changes_with_what_libraries_read_when_they_load(monkeyp
     assert warm.server_key() == before
     monkeypatch.setattr(warm, "PACKAGE_PARENT", "/another/copy/of/the/code")  # its own server
     assert warm.server_key() != before
+
+
+def test_an_edit_of_the_package_acts_at_the_next_warm_job(tmp_path):
+    """The server imports no ser_pipeline module a job runs: each job reads the code from disk."""
+    copy = tmp_path / "code"
+    shutil.copytree(REPO / "ser_pipeline", copy / "ser_pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    table = tmp_path / "t.md"
+    table.write_text("| a |\n")
+    env = {**_env(tmp_path, True), "PYTHONPATH": str(copy)}
+
+    def summary():
+        res = subprocess.run([sys.executable, "-m", "ser_pipeline", "summary", "--out", str(tmp_path / "s.md"),
+                              str(table)], cwd=copy, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    assert summary().startswith("wrote ")
+    module = copy / "ser_pipeline" / "commands" / "summary.py"
+    module.write_text(module.read_text().replace('click.echo(f"wrote {out}")', 'click.echo(f"edited {out}")'))
+    assert summary().startswith("edited ")
+    assert len(_servers(tmp_path)) == 1  # the same server ran both jobs
