@@ -453,15 +453,24 @@ class _WorkerChoice:
     is timed on real batches (an exponential average of seconds per frame), n workers are
     used only while they are at least ``margin`` faster (one worker leaves the other cores
     to the rest of the node, and the margin keeps timing noise from flipping the choice),
-    and the option not in use is re-timed on every ``explore``-th batch, so a change of
-    load is noticed within a few dozen batches at a cost of at most ~1/explore of the
-    time. Batches of fewer than ``min_frames`` frames run on one worker and are not timed.
+    and the option not in use is re-timed now and then. Re-timing the losing option costs its
+    slowdown on that batch, so the interval starts at ``explore`` batches and doubles after
+    each re-timing that leaves the choice as it was (up to ``max_interval``); when the choice
+    flips it drops back to ``explore``, so a change of load is noticed within a few dozen
+    batches while a steady one costs ~1/max_interval of the time (with a fixed interval of 16
+    the re-timing alone made 2 threads 2-3 % slower than 1 in benchmarks/bench_lld.py).
+    Batches of fewer than ``min_frames`` frames run on one worker and are not timed.
     """
 
-    def __init__(self, explore: int = 16, min_frames: int = 512, smoothing: float = 0.3, margin: float = 0.1):
+    def __init__(self, explore: int = 16, min_frames: int = 512, smoothing: float = 0.3, margin: float = 0.1,
+                 max_interval: int = 256):
         self.explore, self.min_frames, self.smoothing, self.margin = explore, min_frames, smoothing, margin
+        self.max_interval = max(explore, max_interval)
         self.seconds_per_frame: dict[int, float] = {}
         self.batches = 0
+        self.interval = explore  # batches until the option not in use is re-timed
+        self.next_check = explore
+        self.best: int | None = None
         self.used: dict[int, int] = {}  # workers -> batches run on them (for benchmarks, logs)
 
     def pick(self, n: int, frames: int) -> int:
@@ -478,7 +487,13 @@ class _WorkerChoice:
         self.batches += 1
         rate = self.seconds_per_frame
         best = n if rate[n] < (1.0 - self.margin) * rate[1] else 1
-        if self.batches % self.explore == 0:
+        if self.best is not None and best != self.best:  # the choice flipped: watch closely again
+            self.interval = self.explore
+            self.next_check = self.batches + self.explore - 1
+        self.best = best
+        if self.batches >= self.next_check:
+            self.next_check = self.batches + self.interval
+            self.interval = min(2 * self.interval, self.max_interval)
             return 1 if best == n else n
         return best
 

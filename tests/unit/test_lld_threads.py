@@ -154,7 +154,9 @@ def test_worker_choice_follows_the_faster_option_and_keeps_checking():
     assert choice.pick(2, 1000) == 1
     choice.record(1, 2, 1000, 1.0)  # 1 ms per frame on 1
     picks = [choice.pick(2, 1000) for _ in range(8)]
-    assert picks.count(1) == 6 and picks.count(2) == 2  # the slower one re-timed every 4th batch
+    assert picks == [1, 1, 1, 2, 1, 1, 1, 2]  # the slower one re-timed after 4 batches, then 4 more
+    picks = [choice.pick(2, 1000) for _ in range(24)]  # it keeps losing: the interval doubles
+    assert [i for i, w in enumerate(picks, start=9) if w == 2] == [16, 32]
     for _ in range(10):  # 2 workers only 5 % faster: within the margin, one worker is kept
         choice.record(2, 2, 1000, 0.95)
     assert [choice.pick(2, 1000) for _ in range(3)] == [1, 1, 1]
