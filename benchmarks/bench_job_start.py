@@ -32,17 +32,22 @@ from ser_pipeline.protocols.folds import write_fold_file  # noqa: E402
 from ser_pipeline.store import write_store  # noqa: E402
 
 
-def build_corpus(folder: Path) -> None:
-    """3 sessions x 2 speakers x 4 classes x 8 utterances of 6-dim frames (class in one dim)."""
+def load_average() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def build_corpus(folder: Path, dim: int = 6, frames: tuple[int, int] = (100, 400)) -> None:
+    """3 sessions x 2 speakers x 4 classes x 8 utterances of ``dim``-dim frames at 100 per
+    second, ``frames`` long (class in one dim)."""
     rng = np.random.default_rng(0)
     rows = []
-    with write_store(folder / "f.zarr", 6, {"extractor": "synthetic", "frame_rate": 100.0}) as w:
+    with write_store(folder / "f.zarr", dim, {"extractor": "synthetic", "frame_rate": 100.0}) as w:
         for s in (1, 2, 3):
             for g in "FM":
                 for ci, lab in enumerate(("neu", "hap", "sad", "ang")):
                     for k in range(8):
                         u = f"Ses0{s}{g}_{lab}_{k}"
-                        x = rng.normal(size=(int(rng.integers(100, 400)), 6)).astype(np.float32)
+                        x = rng.normal(size=(int(rng.integers(*frames)), dim)).astype(np.float32)
                         x[:, ci] += 1.0
                         w.add(u, x)
                         rows.append({"utt_id": u, "audio_path": "/dev/null", "speaker": f"Ses0{s}{g}",
@@ -53,8 +58,9 @@ def build_corpus(folder: Path) -> None:
                     folder / "loso.json", "synth", "loso")
 
 
-def job_spec(folder: Path, arch: str, train: dict) -> dict:
-    return {"model_name": arch, "model": {"arch": arch, "inputs": {"audio": "f"}, "hparams": {}, "train": train},
+def job_spec(folder: Path, arch: str, train: dict, hparams: dict | None = None) -> dict:
+    return {"model_name": arch, "model": {"arch": arch, "inputs": {"audio": "f"}, "hparams": hparams or {},
+                                          "train": train},
             "corpus": "synth", "protocol": "loso", "fold": "f01", "size": "full", "seed": 0, "device": "cpu",
             "manifest": str(folder / "manifest.csv"), "fold_file": str(folder / "loso.json"),
             "stores": {"audio": str(folder / "f.zarr")}, "augment_stores": {}}
@@ -84,7 +90,7 @@ def main() -> None:
         build_corpus(folder)
         jobs = {"neural mean_pool, 20 epochs": job_spec(folder, "mean_pool", {"epochs": 20, "lr": 3e-3}),
                 "logistic regression": job_spec(folder, "logreg", {})}
-        print(f"# {time.strftime('%F %T')}, load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}, "
+        print(f"# {time.strftime('%F %T')}, load average {load_average()}, "
               f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
         first = run_job(jobs["logistic regression"], folder / "first.json", True, folder)
         print(f"first warm call (starts the server, then runs the job): {first:.2f} s")
@@ -104,7 +110,7 @@ def main() -> None:
             print(f"{'':30s} plain/warm: {min(times['plain']) / min(times['warm']):.1f}x (min), "
                   f"{statistics.median(times['plain']) / statistics.median(times['warm']):.1f}x (median); "
                   f"same result: {same}")
-        print(f"# done, load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"# done, load average {load_average()}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

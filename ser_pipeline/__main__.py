@@ -1,8 +1,10 @@
 import sys
 
+from ser_pipeline.allocator import keep_freed_memory
 from ser_pipeline.warm import run_warm
 
 if __name__ == "__main__":
+    keep_freed_memory()  # before any large allocation; a warm server applies it to its children
     status = run_warm(sys.argv[1:])  # None: run here (see ser_pipeline/warm.py)
     if status is not None:
         sys.exit(status)

@@ -15,11 +15,12 @@ job's log and exit status are exactly those of a plain run) and the client waits
 forwarding SIGTERM/SIGINT/SIGHUP to it. If the client dies, the child ends too.
 
 What keeps this from changing results:
-* The server imports no ``ser_pipeline`` module but this one: each job imports the
+* The server imports no ``ser_pipeline`` module but this one and ``allocator`` (whose
+  malloc settings its children inherit, as a plain run sets them): each job imports the
   package's code from disk after the fork, so an edit takes effect in the next job
   exactly as in a plain run (and the import records of the rerun tests stay the same).
 * The socket name is a digest of everything the server fixed at start: the interpreter,
-  this file, the environment variables that libraries read when they load (thread pools,
+  this file and allocator.py, the environment variables that libraries read when they load (thread pools,
   OMP_WAIT_POLICY, CUDA, hash seed) and the installed files of the preloaded packages. Any
   change starts a new server; an idle server exits after ``IDLE_SECONDS``.
 * It is not used where forking a preloaded process is unsafe or pointless: on a machine
@@ -54,7 +55,7 @@ PRELOAD = ("numpy", "pandas", "torch", "torch.nn", "torch.optim", "torch._dynamo
 # other values would run jobs with other settings, so they are part of the socket's name.
 LOAD_TIME_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                  "OPENBLAS_CORETYPE", "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES", "PYTHONPATH",
-                 "LD_LIBRARY_PATH", "LD_PRELOAD", "MPLBACKEND")
+                 "LD_LIBRARY_PATH", "LD_PRELOAD", "MPLBACKEND", "SER_KEEP_FREED_MEMORY")
 IDLE_SECONDS = 120.0
 START_TIMEOUT = 120.0
 GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
@@ -101,8 +102,9 @@ def server_key() -> str:
     h = hashlib.sha256()
     h.update(os.path.realpath(sys.executable).encode())
     h.update(f"\0{PACKAGE_PARENT}".encode())
-    with open(__file__, "rb") as f:
-        h.update(f.read())
+    for module in (__file__, os.path.join(os.path.dirname(__file__), "allocator.py")):
+        with open(module, "rb") as f:  # the code a server runs before it forks
+            h.update(f.read())
     for var in LOAD_TIME_ENV:
         h.update(f"\0{var}={os.environ.get(var, '<unset>')}".encode())
     h.update("\0".join(_package_stamps()).encode())
@@ -216,6 +218,9 @@ def serve(path: str, idle: float | None = None) -> None:
     (``IDLE_SECONDS``, or $SER_WARM_IDLE) with no job running."""
     import importlib
 
+    from ser_pipeline.allocator import keep_freed_memory
+
+    keep_freed_memory()  # inherited by every child, as a plain run sets it in __main__
     idle = float(idle if idle is not None else os.environ.get("SER_WARM_IDLE") or IDLE_SECONDS)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as ser_pipeline.device.set_threads
     for name in PRELOAD:
