@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ser_pipeline.models import SerModel, register_model
+from ser_pipeline.models.dropout import FastDropout
 from ser_pipeline.models.masking import masked_max, masked_mean, masked_softmax
 
 
@@ -170,7 +171,7 @@ class MLPPool(_PoolHead):
         blocks: list[nn.Module] = []
         d = self.input_dims["audio"]
         for _ in range(n_layers):
-            blocks += [nn.Linear(d, units), nn.ReLU(), nn.Dropout(float(self.hparams["dropout"]))]
+            blocks += [nn.Linear(d, units), nn.ReLU(), FastDropout(float(self.hparams["dropout"]))]
             d = units
         self.mlp = nn.Sequential(*blocks)
         self.out = nn.Linear(d, n_classes)

@@ -4,6 +4,7 @@ import torch
 
 from ser_pipeline.errors import ConfigError
 from ser_pipeline.models import arch_modules, build_model, model_class
+from ser_pipeline.models.dropout import FastDropout
 from ser_pipeline.models.masking import (
     lengths_to_mask,
     mask_to_lengths,
@@ -160,7 +161,7 @@ def test_mlp_pool_layers_units_and_presets():
     m = build_model("mlp_pool", {"audio": 34}, 4, {"layers": 3, "units": 320})
     linears = [l for l in m.mlp if isinstance(l, torch.nn.Linear)]
     assert [l.out_features for l in linears] == [320, 320, 320]
-    assert sum(isinstance(l, torch.nn.Dropout) for l in m.mlp) == 3
+    assert sum(isinstance(l, FastDropout) for l in m.mlp) == 3
     n = lambda mod: sum(p.numel() for p in mod.parameters())
     from ser_pipeline.models.pooling import MLPPool
     lld = build_model("mlp_pool", {"audio": 34}, 4, MLPPool.FEATURE_PRESETS["lld"])
