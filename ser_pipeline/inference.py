@@ -105,6 +105,7 @@ class LoadedModel:
         return self._neural_probs(part, refs, opts, frame_rates)
 
     def _neural_probs(self, part, refs, opts, frame_rates) -> np.ndarray:
+        from ser_pipeline.training.fold_data import model_frame_rates
         from ser_pipeline.training.neural import Batcher, _rate, _segment, predict
 
         batcher = Batcher(self.model, _NoSpeakers(), "cpu")
@@ -112,7 +113,8 @@ class LoadedModel:
             from ser_pipeline.models.segments import average_segment_posteriors
 
             stream = next(iter(part.streams))
-            frames = int(round(opts["segment_seconds"] * _rate(frame_rates, stream, "segment_seconds")))
+            rates = model_frame_rates(frame_rates, opts)
+            frames = int(round(opts["segment_seconds"] * _rate(rates, stream, "segment_seconds")))
             seg, owner = _segment(part, frames)
             return average_segment_posteriors(predict(self.model, seg, batcher), owner, len(part))
         if "reference" in self.model.needs:

@@ -63,7 +63,7 @@ class FoldData:
     fold_doc: dict
     parts: dict[str, Part]
     meta: dict[str, dict]
-    frame_rates: dict[str, float]
+    frame_rates: dict[str, float]  # of the frames the model sees (after train.pool_frames)
     train_speakers: list[str]
     norm: dict
     augmented: int = 0
@@ -135,6 +135,13 @@ def transform(streams: dict[str, list[np.ndarray]], opts: dict, frame_rates: dic
     return out
 
 
+def model_frame_rates(frame_rates: dict, opts: dict) -> dict:
+    """Frame rates after ``train.pool_frames``: what a length in seconds (crops, segments)
+    must be converted with once frames are averaged."""
+    pool = opts["pool_frames"] or {}
+    return {s: (r / pool.get(s, 1) if r else r) for s, r in frame_rates.items()}
+
+
 def _rate(frame_rates: dict, stream: str, key: str) -> float:
     rate = frame_rates.get(stream)
     if not rate:
@@ -192,7 +199,8 @@ def load_fold(spec: dict, opts: dict, seed: int, need_reference: bool) -> FoldDa
             raise ConfigError(f"train.inner_val_group: the manifest has no column '{col}'")
         groups[col] = manifest[col].to_dict()
     return FoldData(classes=classes, labels=doc["labels"], fold=fold, fold_doc=doc, parts=parts, meta=meta,
-                    frame_rates=frame_rates, train_speakers=sorted(set(parts["train"].speakers)), norm=norm,
+                    frame_rates=model_frame_rates(frame_rates, opts),
+                    train_speakers=sorted(set(parts["train"].speakers)), norm=norm,
                     augmented=augmented, clamped=clamped_classes([label_of[u] for u in fold["train"]], spec["size"]),
                     order=order, groups=groups)
 

@@ -215,8 +215,8 @@ def _fit_one(model, data: FoldData, opts: dict, batch_size: int, rng, device: st
         train, _ = _segment(train, seg_frames)
     crop = None
     if opts["crop_seconds"]:
-        crop = {s: max(1, int(round(opts["crop_seconds"] * _rate(data.frame_rates, s, "crop_seconds")
-                                    / (opts["pool_frames"] or {}).get(s, 1)))) for s in train.streams}
+        crop = {s: max(1, int(round(opts["crop_seconds"] * _rate(data.frame_rates, s, "crop_seconds"))))
+                for s in train.streams}
     weights = loss_weights(train.y, train.lengths(), len(data.classes), opts)
     batcher = Batcher(model, data, device, weights)
     evaluator = Evaluator(data, Batcher(model, data, device), seg_frames, plan)

@@ -89,3 +89,18 @@ def test_average_frames_keeps_the_tail():
     out = average_frames(a, 2)
     np.testing.assert_allclose(out, [[1, 2], [5, 6], [8, 9]])
     assert average_frames(a, 1) is a
+
+
+def test_seconds_count_pooled_frames(corpus, monkeypatch):
+    """segment_seconds (and crops) are seconds of audio also when frames are averaged."""
+    from ser_pipeline.training import neural
+
+    seen = []
+    real = neural._segment
+    monkeypatch.setattr(neural, "_segment", lambda part, frames: seen.append(frames) or real(part, frames))
+    run_training(_spec(corpus, "ma_crnn", fold_file="lospk.json",
+                       train={"epochs": 1, "input_mode": "segments", "segment_seconds": 1.0,
+                              "pool_frames": {"audio": 2}},
+                       hparams={"conv_channels": [4], "kernel_sizes": [[3, 3]], "pool_sizes": [[1, 2]],
+                                "rnn_hidden": 8, "fc_units": 8}))
+    assert seen and set(seen) == {50}, "1 s at 100 frames/s averaged in pairs is 50 frames"
