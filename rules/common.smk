@@ -63,6 +63,11 @@ def train_spec(wc):
     return as_json(sp.train_spec(config, wc.corpus, wc.protocol, wc.model, size, int(wc.seed), wc.fold))
 
 
+def train_priority(wc):
+    # A job on the full training part is the longest of its model's jobs.
+    return 1 if wc.size == "full" else 0
+
+
 def model_uses_gpu(wc):
     return sp.model_uses_gpu(config, wc.model)
 

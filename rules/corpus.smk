@@ -6,6 +6,7 @@ rule demo_corpus:
         f"{R}/corpora/{{corpus}}/demo/.done",
     params:
         spec=demo_spec,
+    priority: 30  # everything downstream waits for it
     log:
         f"{R}/logs/corpora/{{corpus}}/demo.log",
     benchmark:
@@ -25,6 +26,7 @@ rule manifest:
     params:
         spec=prepare_spec,
         audit=lambda wc: sp.audit_report(config, wc.corpus),
+    priority: 30  # everything downstream waits for it
     log:
         f"{R}/logs/corpora/{{corpus}}/manifest.log",
     conda:
@@ -41,6 +43,7 @@ rule utterances:
         f"{R}/corpora/{{corpus}}/utterances.csv",
     params:
         spec=utterances_spec,
+    priority: 30  # everything downstream waits for it
     log:
         f"{R}/logs/corpora/{{corpus}}/utterances.log",
     conda:
@@ -57,6 +60,7 @@ rule folds:
         f"{R}/corpora/{{corpus}}/folds/{{protocol}}.json",
     params:
         spec=fold_spec,
+    priority: 30  # everything downstream waits for it
     log:
         f"{R}/logs/corpora/{{corpus}}/folds_{{protocol}}.log",
     conda:

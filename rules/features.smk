@@ -17,6 +17,9 @@ rule extract:
     conda:
         "../envs/features.yaml"
     threads: 2
+    # Ahead of any ready training job: every feature store unlocks many training jobs, and
+    # a store extracted last leaves its jobs (the longest ones, too) for the end of the run.
+    priority: 20
     resources:
         gpu=feature_uses_gpu,
         mem_mb=8000,

@@ -21,6 +21,7 @@ rule train:
     group:
         "train"
     threads: 1
+    priority: train_priority  # long jobs first, so that no long job is left alone at the end
     resources:
         gpu=model_uses_gpu,
         mem_mb=4000,
