@@ -56,8 +56,8 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"glibc default": [], "keep freed": []}
         for r in range(args.repeats):
             for name in (("glibc default", "keep freed") if r % 2 == 0 else ("keep freed", "glibc default")):
-                runs[name].append(run_job(spec, folder / f"{name[0]}.json", name == "keep freed"))
-        a, b = (json.loads((folder / f"{n}.json").read_text()) for n in ("g", "k"))
+                runs[name].append(run_job(spec, folder / f"{name.replace(' ', '_')}.json", name == "keep freed"))
+        a, b = (json.loads((folder / f"{n.replace(' ', '_')}.json").read_text()) for n in runs)
         same = a["metrics"] == b["metrics"] and a["predictions"] == b["predictions"]
         print(f"{'malloc':14s} {'wall min':>9s} {'median':>7s} {'sys min':>8s} {'median':>7s} "
               f"{'faults min':>11s} {'median':>9s} {'peak MB':>8s}")

@@ -20,9 +20,9 @@ What keeps this from changing results:
   package's code from disk after the fork, so an edit takes effect in the next job
   exactly as in a plain run (and the import records of the rerun tests stay the same).
 * The socket name is a digest of everything the server fixed at start: the interpreter,
-  this file and allocator.py, the environment variables that libraries read when they load (thread pools,
-  OMP_WAIT_POLICY, CUDA, hash seed) and the installed files of the preloaded packages. Any
-  change starts a new server; an idle server exits after ``IDLE_SECONDS``.
+  this file and allocator.py, the environment variables that libraries read when they load
+  (thread pools, OMP_WAIT_POLICY, CUDA, hash seed) and the installed files of the preloaded
+  packages. Any change starts a new server; an idle server exits after ``IDLE_SECONDS``.
 * It is not used where forking a preloaded process is unsafe or pointless: on a machine
   with a GPU device node (CUDA must not be initialised before a fork), under SLURM (one
   job per allocation), on platforms without fork or Unix sockets, or with SER_WARM=0.

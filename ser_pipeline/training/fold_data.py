@@ -129,8 +129,9 @@ def transform(streams: dict[str, list[np.ndarray]], opts: dict, frame_rates: dic
             raise ConfigError(f"train.pool_frames: no input stream '{stream}'")
         out[stream] = [average_frames(a, int(k)) for a in out[stream]]
     if opts["fixed_seconds"]:
+        rates = model_frame_rates(frame_rates, opts)
         for stream, arrays in out.items():
-            rate = _rate(frame_rates, stream, "fixed_seconds") / (opts["pool_frames"] or {}).get(stream, 1)
+            rate = _rate(rates, stream, "fixed_seconds")
             out[stream] = [middle_cycle(a, max(1, int(round(opts["fixed_seconds"] * rate)))) for a in arrays]
     return out
 

@@ -1,6 +1,7 @@
 """The malloc settings keep freed memory for the next batch instead of faulting it in again."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 def _faults(env_value: str) -> tuple[bool, int]:
     out = subprocess.run([sys.executable, "-c", _ROUNDS], capture_output=True, text=True, check=True,
                          env={"SER_KEEP_FREED_MEMORY": env_value, "PATH": "/usr/bin:/bin"},
-                         cwd=allocator.__file__.rsplit("/ser_pipeline/", 1)[0]).stdout.split()
+                         cwd=Path(allocator.__file__).parents[1]).stdout.split()
     return out[0] == "True", int(out[1])
 
 
