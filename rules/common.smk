@@ -4,6 +4,8 @@
 import json
 import re
 
+from snakemake.exceptions import WorkflowError
+
 R = config["results"]
 
 
@@ -50,6 +52,22 @@ def feature_spec(wc):
 
 def feature_uses_gpu(wc):
     return sp.feature_uses_gpu(config, wc.feature)
+
+
+def machine_cores():
+    # --cores of this run; None where Snakemake has no total (cluster runs without --cores).
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return None
+
+
+def feature_threads(wc):
+    return sp.feature_threads(config, wc.feature, machine_cores())
+
+
+def corpus_threads(wc):
+    return sp.half_the_cores(machine_cores(), 2)  # the demo generator runs 2 espeak-ng processes
 
 
 def train_inputs(wc):

@@ -13,7 +13,7 @@ rule demo_corpus:
         f"{R}/benchmarks/corpora/{{corpus}}/demo.tsv"
     conda:
         "../envs/corpus.yaml"
-    threads: 2
+    threads: corpus_threads
     shell:
         "python -m ser_pipeline demo-corpus --spec {params.spec:q} > {log:q} 2>&1"
 

@@ -16,7 +16,9 @@ rule extract:
         f"{R}/benchmarks/features/{{corpus}}/{{feature}}.tsv"
     conda:
         "../envs/features.yaml"
-    threads: 2
+    # One core unless the extractor keeps several busy (wav2vec, BERT), and then at most half
+    # the machine's (config.half_the_cores): extractions and training jobs run side by side.
+    threads: feature_threads
     # Ahead of any ready training job: every feature store unlocks many training jobs, and
     # a store extracted last leaves its jobs (the longest ones, too) for the end of the run.
     priority: 20

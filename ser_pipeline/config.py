@@ -30,7 +30,14 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 # so a dry run shows every job). Other corpora give them under corpora.<name>.groups.
 KNOWN_GROUPS = {"iemocap": {"session": 5, "speaker": 10}}
 DEMO_GROUPS = {"iemocap": lambda d: {"session": d.get("sessions", 5), "speaker": 2 * d.get("sessions", 5)}}
+# Mirrors of two class flags of the extractors (Extractor.supports_gpu, .threaded), kept here
+# because the workflow reads them for every job and must not import torch to do so;
+# tests/unit/test_extractor_flags.py keeps them equal to the classes.
 CPU_ONLY_EXTRACTORS = {"egemaps"}
+THREADED_EXTRACTORS = {"wav2vec1", "hf_ssl", "bert"}
+# Cores an extraction job of a threaded extractor claims at most; every other extraction job
+# claims one (see feature_threads).
+EXTRACT_THREADS = 4
 
 # Registries, derived from the decorators (see codedeps.registered).
 REGISTRIES = {"model": ("register_model", "ser_pipeline.models"),
@@ -609,6 +616,25 @@ def feature_uses_gpu(cfg: dict, feature: str) -> int:
     f = cfg["features"][feature]
     cpu_only = f["extractor"] in CPU_ONLY_EXTRACTORS or (f.get("params") or {}).get("backend") == "pyaudioanalysis"
     return 0 if cpu_only or not gpus_requested(cfg) else 1
+
+
+def half_the_cores(cores: int | None, cap: int) -> int:
+    """Cores for a multi-threaded job: at most ``cap`` and at most half the machine's.
+
+    A job that claims every core waits until all of them are free at once, and on a small
+    machine one-core jobs never leave them so: with 2 cores, a 2-thread wav2vec extraction
+    waited behind 1-thread training jobs until nearly all of them had run, and every job
+    that needs its store ran at the end. Half the cores starts it next to them.
+    ``cores`` None (not known, e.g. on a cluster): ``cap``.
+    """
+    return cap if cores is None else max(1, min(cap, int(cores) // 2))
+
+
+def feature_threads(cfg: dict, feature: str, cores: int | None = None) -> int:
+    """Cores for an extraction job: several only where the extractor can keep them busy."""
+    if cfg["features"][feature]["extractor"] not in THREADED_EXTRACTORS:
+        return 1
+    return half_the_cores(cores, EXTRACT_THREADS)
 
 
 def model_uses_gpu(cfg: dict, model: str) -> int:

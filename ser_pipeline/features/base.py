@@ -53,12 +53,18 @@ class Extractor:
 
     input_kind: "audio" (extract_batch gets waveforms) or "text" (it gets strings).
     frame_rate: frames per second of the output, or None for one vector per utterance.
+    supports_gpu: runs on CUDA when the job has one (otherwise the job asks for no GPU).
+    threaded: its work is large tensor operations that keep several cores busy. An extraction
+    job of any other extractor claims one core, so that on a small machine it runs beside
+    other jobs instead of holding a second core idle (config.THREADED_EXTRACTORS mirrors
+    this flag for the workflow, which must not import the extractors; a test keeps them equal).
     """
 
     name: str = ""
     input_kind: str = "audio"
     frame_rate: float | None = None
     supports_gpu: bool = False
+    threaded: bool = False
 
     def __init__(self, config: dict, device: str = "cpu"):
         self.config = dict(config)

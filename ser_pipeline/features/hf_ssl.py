@@ -165,6 +165,7 @@ class HFSelfSupervised(Extractor):
     input_kind = "audio"
     frame_rate = 50.0
     supports_gpu = True
+    threaded = True
 
     def __init__(self, config: dict, device: str = "cpu"):
         super().__init__(config, device)

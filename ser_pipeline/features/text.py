@@ -59,6 +59,7 @@ class BertTokenEmbeddings(Extractor):
     input_kind = "text"
     frame_rate = None
     supports_gpu = True
+    threaded = True
 
     def __init__(self, config: dict, device: str = "cpu"):
         super().__init__(config, device)

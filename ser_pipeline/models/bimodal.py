@@ -5,9 +5,9 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ser_pipeline.models import SerModel, register_model
+from ser_pipeline.models.birnn import bidirectional
 from ser_pipeline.models.masking import (
     mask_to_lengths,
     masked_max,
@@ -17,7 +17,7 @@ from ser_pipeline.models.masking import (
 
 
 class BiRNNEncoder(nn.Module):
-    """Packed bidirectional RNN returning every step, zero on padding."""
+    """Bidirectional RNN returning every step, zero on padding (padding never enters it)."""
 
     def __init__(self, d_in: int, hidden: int, layers: int, rnn_type: str, dropout: float):
         super().__init__()
@@ -29,13 +29,7 @@ class BiRNNEncoder(nn.Module):
         self.out_dim = 2 * hidden
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        lengths = mask_to_lengths(mask)
-        packed = pack_padded_sequence(
-            x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, _ = self.rnn(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return out.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return bidirectional(self.rnn, x, mask_to_lengths(mask))
 
 
 class AlignmentAttention(nn.Module):

@@ -34,8 +34,8 @@ Table 1 fixes the layer sizes; everything below is what it leaves open, and what
   valid part of L < 18 frames is repeated to 18 frames (``t % L``), alone or batched alike.
   An utterance with no valid frame at all is an error, not a zero vector.
 * **GRU**: one layer, unidirectional, 32 units (Table 1's GRU(32, 32, 1) feeding a
-  Linear(32, 32) fits one direction only), run on packed sequences so padded steps never
-  enter its state. Its per-step outputs go through Linear(32, 32) + PReLU and then the
+  Linear(32, 32) fits one direction only). Padded steps come after a row's valid ones,
+  so they never enter a valid step's state; they are left out of the pooling. Its per-step outputs go through Linear(32, 32) + PReLU and then the
   statistics pooling over valid steps only (:mod:`ser_pipeline.models.masking`).
 * **Statistics pooling** order [mean, std, max] as in Table 1. The std is the population
   std (divide by the number of valid steps, not n - 1), so one valid step gives std 0
@@ -95,7 +95,6 @@ import numbers
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ser_pipeline.models import HparamError, SerModel, register_model
 from ser_pipeline.models.masking import lengths_to_mask, mask_to_lengths, masked_max, masked_mean
@@ -296,9 +295,10 @@ class LiModel(SerModel):
         y = y.transpose(1, 2)  # [B, T', C]
         T2 = y.shape[1]
         mask = lengths_to_mask(lengths, T2)
-        packed = pack_padded_sequence(y, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
-        h, _ = pad_packed_sequence(out, batch_first=True, total_length=T2)
+        # A forward-only GRU: steps past a row's length see only what came before them and are
+        # left out by the masked statistics below, so the padded batch runs as it is (packing
+        # would send it step by step through autograd on the CPU).
+        h, _ = self.rnn(y)
         h = self.frame_proj(h)
         mean = masked_mean(h, mask)
         var = masked_mean((h - mean.unsqueeze(1)) ** 2, mask)

@@ -6,9 +6,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from ser_pipeline.models import SerModel, register_model
+from ser_pipeline.models.birnn import bidirectional, last_and_first
 from ser_pipeline.models.masking import lengths_to_mask, mask_to_lengths
 
 _ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
@@ -53,17 +53,9 @@ def masked_max_pool2d(
 def bidirectional_last_first(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """[B, T, D] -> [B, 2H]: forward state at t = len, backward state at t = 1.
 
-    Packing makes the forward direction stop at each sequence's last valid step
-    and the backward direction start there, so padding never enters either.
+    Padding never enters either direction (see models/birnn.py).
     """
-    packed = pack_padded_sequence(
-        x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
-    )
-    _, h = rnn(packed)
-    if isinstance(h, tuple):  # LSTM: (h_n, c_n)
-        h = h[0]
-    # h_n: [layers * 2, B, H], already back in the original batch order.
-    return torch.cat([h[-2], h[-1]], dim=-1)
+    return last_and_first(bidirectional(rnn, x, lengths), lengths)
 
 
 def _pair(v, key: str, model: "MaCRNN") -> tuple[int, int]:

@@ -156,6 +156,10 @@ def _optimizers(model, opts: dict, total_steps: int):
     kwargs = {"lr": float(opts["lr"]), "weight_decay": float(opts["weight_decay"])}
     if opts["optimizer"] == "sgd":
         kwargs["momentum"] = float(opts["momentum"])
+    # One fused kernel per step instead of a few small ops per parameter tensor: the same
+    # update, 10-20 % of a small head's training step on the CPU (benchmarks/bench_optimizer.py).
+    kwargs["fused"] = all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda")
+                          for params in groups.values() for p in params)
     optimizers = {name: opt_cls(params, **kwargs) for name, params in groups.items()}
     if opts["lr_schedule"] == "poly":
         power = float(opts["lr_power"])

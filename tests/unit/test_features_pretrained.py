@@ -280,6 +280,20 @@ def test_wav2vec1_batching_and_short_input(w2v1):
     assert [t.shape[0] for t in together] == [48, 71, 48, 1]
 
 
+def test_wav2vec1_bfloat16_compute_is_close_to_float32_and_recorded(w2v1):
+    x = _wave(1.0, 4)
+    (ref,) = w2v1.extract_batch([x])
+    bf = get_extractor("wav2vec1", {"checkpoint": None, "seed": 7, "compute_dtype": "bfloat16"})
+    (c,) = bf.extract_batch([x])
+    assert c.dtype == np.float32 and c.shape == ref.shape and np.isfinite(c).all()
+    assert not np.array_equal(c, ref), "bfloat16 was asked for but the float32 path ran"
+    assert np.abs(c - ref).max() < 0.05 * np.abs(ref).max()
+    assert np.corrcoef(c.ravel(), ref.ravel())[0, 1] > 0.999
+    assert bf.info()["compute_dtype"] == "bfloat16" and w2v1.info()["compute_dtype"] == "float32"
+    with pytest.raises(ConfigError, match="compute_dtype"):
+        get_extractor("wav2vec1", {"checkpoint": None, "compute_dtype": "float16"})
+
+
 def test_wav2vec1_checkpoint_round_trip(w2v1, tmp_path):
     from ser_pipeline.features.wav2vec1 import save_fairseq_checkpoint
     path = tmp_path / "wav2vec_random.pt"

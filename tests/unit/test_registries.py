@@ -41,6 +41,21 @@ def test_every_registered_name_resolves_to_its_class_at_run_time():
         assert callable(demo_function(name))
 
 
+def test_the_workflow_mirrors_of_extractor_flags_match_the_classes():
+    # The workflow decides an extraction job's GPU request and cores from these sets without
+    # importing the extractors; a new or edited extractor must update them.
+    from ser_pipeline.features.base import extractor_class
+
+    names = sp.registry("extractor")
+    assert {n for n in names if not extractor_class(n).supports_gpu} == sp.CPU_ONLY_EXTRACTORS
+    assert {n for n in names if extractor_class(n).threaded} == sp.THREADED_EXTRACTORS
+    cfg = {"features": {"w": {"extractor": "wav2vec1"}, "l": {"extractor": "lld"}}}
+    assert sp.feature_threads(cfg, "w") == sp.EXTRACT_THREADS > 1 and sp.feature_threads(cfg, "l") == 1
+    # at most half the machine, so that on 2 cores it never waits for both to be free at once
+    assert [sp.feature_threads(cfg, "w", n) for n in (1, 2, 3, 4, 64)] == [1, 1, 1, 2, sp.EXTRACT_THREADS]
+    assert [sp.feature_threads(cfg, "l", n) for n in (1, 2, 64)] == [1, 1, 1]
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_configs_validate_deeply(path):
     from ser_pipeline.preflight import check_models

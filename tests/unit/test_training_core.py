@@ -137,6 +137,35 @@ def test_sgd_with_polynomial_decay_reaches_zero_learning_rate(corpus):
     assert "polynomial lr decay" in res["options_text"]
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_optimisers_are_fused_and_update_as_the_per_tensor_ones(optimizer):
+    from ser_pipeline.training.neural import _optimizers
+
+    def model():
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+        m.optimizer_groups = lambda: {"main": list(m.parameters())}
+        return m
+
+    def train(m, opt):
+        x = torch.randn(8, 5, generator=torch.Generator().manual_seed(1))
+        for _ in range(5):
+            loss = m(x).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return [p.detach() for p in m.parameters()]
+
+    opts = {"optimizer": optimizer, "lr": 0.01, "weight_decay": 0.01, "momentum": 0.9, "lr_schedule": "constant"}
+    ours, ref = model(), model()
+    opt = _optimizers(ours, opts, 10)[0]["main"]
+    assert opt.defaults["fused"] is True
+    extra = {"momentum": 0.9} if optimizer == "sgd" else {}
+    per_tensor = type(opt)(ref.parameters(), lr=0.01, weight_decay=0.01, fused=False, foreach=False, **extra)
+    for a, b in zip(train(ours, opt), train(ref, per_tensor)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 _SEEN: dict[str, list] = {}
 
 
