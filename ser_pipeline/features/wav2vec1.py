@@ -488,12 +488,13 @@ class Wav2Vec1Extractor(Extractor):
 
     Config: ``checkpoint`` (path to a fairseq ``wav2vec_large.pt``-style file; null builds the
     large architecture with random weights from ``seed``), ``output`` (context | encoder),
-    ``seed`` (default 0), ``max_batch_seconds`` (audio per forward pass, default 80: memory bound;
-the first conv layer alone holds 512 x 3200 floats per second of audio), ``compute_dtype``
-    (float32, the default, or bfloat16: convolutions in bfloat16 under autocast, every
-    GroupNorm in float32 as in fairseq; half the time on a CPU with native bfloat16 (AVX512-BF16,
-    AMX) or a GPU, and features within about 1 % of the float32 ones, correlation 0.9999 on
-    the random-init model; the choice is part of the feature config, so its store is apart).
+    ``seed`` (default 0), ``max_batch_seconds`` (audio per forward pass, default 80: memory
+    bound; the first conv layer alone holds 512 x 3200 floats per second of audio),
+    ``compute_dtype`` (float32, the default, or bfloat16: convolutions in bfloat16 under
+    autocast, every GroupNorm in float32 as in fairseq; half the time on a CPU with native
+    bfloat16 (AVX512-BF16, AMX) or a GPU, and features within about 1 % of the float32 ones,
+    correlation 0.9999 on the random-init model; the choice is part of the feature config,
+    so its store is a different one).
 
     Every utterance is run on its own or with partners of exactly its length: the model's
     GroupNorm(1, C) normalises over the whole utterance, so zero padding would change the
