@@ -32,7 +32,7 @@ KNOWN_GROUPS = {"iemocap": {"session": 5, "speaker": 10}}
 DEMO_GROUPS = {"iemocap": lambda d: {"session": d.get("sessions", 5), "speaker": 2 * d.get("sessions", 5)}}
 # Mirrors of two class flags of the extractors (Extractor.supports_gpu, .threaded), kept here
 # because the workflow reads them for every job and must not import torch to do so;
-# tests/unit/test_extractor_flags.py keeps them equal to the classes.
+# tests/unit/test_registries.py keeps them equal to the classes.
 CPU_ONLY_EXTRACTORS = {"egemaps"}
 THREADED_EXTRACTORS = {"wav2vec1", "hf_ssl", "bert"}
 # Cores an extraction job of a threaded extractor claims at most; every other extraction job

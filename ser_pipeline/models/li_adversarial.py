@@ -34,9 +34,10 @@ Table 1 fixes the layer sizes; everything below is what it leaves open, and what
   valid part of L < 18 frames is repeated to 18 frames (``t % L``), alone or batched alike.
   An utterance with no valid frame at all is an error, not a zero vector.
 * **GRU**: one layer, unidirectional, 32 units (Table 1's GRU(32, 32, 1) feeding a
-  Linear(32, 32) fits one direction only). Padded steps come after a row's valid ones,
-  so they never enter a valid step's state; they are left out of the pooling. Its per-step outputs go through Linear(32, 32) + PReLU and then the
-  statistics pooling over valid steps only (:mod:`ser_pipeline.models.masking`).
+  Linear(32, 32) fits one direction only). Padded steps come after a row's valid ones, so
+  they never enter a valid step's state. Its per-step outputs go through Linear(32, 32) +
+  PReLU and then the statistics pooling over valid steps only
+  (:mod:`ser_pipeline.models.masking`), which leaves the padded steps out.
 * **Statistics pooling** order [mean, std, max] as in Table 1. The std is the population
   std (divide by the number of valid steps, not n - 1), so one valid step gives std 0
   rather than NaN; it is computed as ``sqrt(var + 1e-5)`` so that the gradient stays
