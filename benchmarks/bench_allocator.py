@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_job_start import REPO, build_corpus, job_spec, load_average
+from bench_job_start import REPO, build_corpus, job_spec
+from step_timing import load
 
 MA_DEMO = {"conv_channels": [8, 8, 16], "kernel_sizes": [[5, 5], [3, 3], [3, 3]],
            "pool_sizes": [[1, 4], [2, 5], [2, 5]], "rnn_hidden": 64, "fc_units": 32}
@@ -51,7 +52,7 @@ def main() -> None:
         build_corpus(folder, dim=200, frames=(200, 600))
         spec = job_spec(folder, "ma_crnn", {"epochs": 4, "batch_size": 16, "lr": 1e-3, "input_mode": "segments",
                                              "segment_seconds": 3.0}, MA_DEMO)
-        print(f"# {time.strftime('%F %T')}, load average {load_average()}, "
+        print(f"# {time.strftime('%F %T')}, load average {load()}, "
               f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
         runs: dict[str, list[dict]] = {"glibc default": [], "keep freed": []}
         for r in range(args.repeats):
@@ -69,7 +70,7 @@ def main() -> None:
         d, k = ([x["wall"] for x in runs[n]] for n in runs)
         print(f"default/keep wall: {min(d) / min(k):.2f}x (min), {statistics.median(d) / statistics.median(k):.2f}x "
               f"(median); same result: {same}")
-        print(f"# done, load average {load_average()}")
+        print(f"# done, load average {load()}")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import step_timing  # noqa: E402
+import step_timing  # noqa: E402  (beside this script, first on sys.path)
 from ser_pipeline.models import bimodal, birnn, build_model, ma_crnn  # noqa: E402
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())

@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import step_timing  # noqa: E402
+import step_timing  # noqa: E402  (beside this script, first on sys.path)
 from ser_pipeline.models import build_model  # noqa: E402
 from ser_pipeline.models.dropout import FastDropout  # noqa: E402
 

@@ -30,10 +30,7 @@ sys.path.insert(0, str(REPO))
 from ser_pipeline.manifest import normalise, write_manifest  # noqa: E402
 from ser_pipeline.protocols.folds import write_fold_file  # noqa: E402
 from ser_pipeline.store import write_store  # noqa: E402
-
-
-def load_average() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+from step_timing import load  # noqa: E402
 
 
 def build_corpus(folder: Path, dim: int = 6, frames: tuple[int, int] = (100, 400)) -> None:
@@ -90,7 +87,7 @@ def main() -> None:
         build_corpus(folder)
         jobs = {"neural mean_pool, 20 epochs": job_spec(folder, "mean_pool", {"epochs": 20, "lr": 3e-3}),
                 "logistic regression": job_spec(folder, "logreg", {})}
-        print(f"# {time.strftime('%F %T')}, load average {load_average()}, "
+        print(f"# {time.strftime('%F %T')}, load average {load()}, "
               f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
         first = run_job(jobs["logistic regression"], folder / "first.json", True, folder)
         print(f"first warm call (starts the server, then runs the job): {first:.2f} s")
@@ -110,7 +107,7 @@ def main() -> None:
             print(f"{'':30s} plain/warm: {min(times['plain']) / min(times['warm']):.1f}x (min), "
                   f"{statistics.median(times['plain']) / statistics.median(times['warm']):.1f}x (median); "
                   f"same result: {same}")
-        print(f"# done, load average {load_average()}")
+        print(f"# done, load average {load()}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -1,12 +1,11 @@
-"""Shared set-up of the training-step benchmarks (bench_dropout, bench_birnn, bench_optimizer):
-the same command line, 1 torch thread, and a header with the date and machine load."""
+"""Shared set-up of the benchmarks: the machine load for their headers (every script here that
+prints one), and for the training-step benchmarks (bench_dropout, bench_birnn,
+bench_optimizer) the same command line, 1 torch thread and header line."""
 from __future__ import annotations
 
 import argparse
 import os
 import time
-
-import torch
 
 
 def load() -> str:
@@ -15,6 +14,8 @@ def load() -> str:
 
 def start(description: str, rounds: int, steps: int) -> argparse.Namespace:
     """Parse ``--rounds`` / ``--steps``, pin torch to 1 thread, print the header line."""
+    import torch  # here, so that load() costs the job-start benchmarks no torch import
+
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--rounds", type=int, default=rounds)
     ap.add_argument("--steps", type=int, default=steps)

@@ -14,9 +14,11 @@ packed ones. On CUDA the packed path stays (cuDNN handles packing natively).
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ser_pipeline.models.masking import lengths_to_mask
 
 _FUNCTIONS = {"LSTM": torch.lstm, "GRU": torch.gru}
 
@@ -70,8 +72,7 @@ def bidirectional(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, path:
     if path == "auto":
         path = "dense" if x.device.type == "cpu" else "packed"
     out = (_dense if path == "dense" else _packed)(rnn, x, lengths)
-    valid = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
-    return out.masked_fill(~valid.unsqueeze(-1), 0.0)
+    return out.masked_fill(~lengths_to_mask(lengths, x.shape[1]).unsqueeze(-1), 0.0)
 
 
 def last_and_first(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
